@@ -1,0 +1,82 @@
+// Host-side argument checks and sizes for ms_deform_attn, shared by the CPU and
+// CUDA entry points (and by EMSDA, which samples the same multi-scale layout).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "common/checks.h"
+
+namespace posetr {
+
+struct MsdaSizes {
+  int64_t N, S, M, D, Lq, L, P;
+};
+
+// Checks value_spatial_shapes [L, 2] (int64 rows H, W) and value_level_start_index [L]
+// against a value map with S spatial positions on `device`.
+inline void check_levels(const at::Tensor& value_spatial_shapes, const at::Tensor& value_level_start_index, int64_t S,
+                         const at::Tensor& value, const char* value_name) {
+  check_dim(value_spatial_shapes, "value_spatial_shapes", 2, "[L, 2] of (H, W)");
+  check_size(value_spatial_shapes, "value_spatial_shapes", 1, 2, "(H, W) per level");
+  check_dtype(value_spatial_shapes, "value_spatial_shapes", at::kLong, "integer (H, W) per level");
+  check_dim(value_level_start_index, "value_level_start_index", 1, "[L]");
+  check_dtype(value_level_start_index, "value_level_start_index", at::kLong, "integer offsets");
+  const int64_t L = value_spatial_shapes.size(0);
+  check_size(value_level_start_index, "value_level_start_index", 0, L, "one start per level of value_spatial_shapes");
+  check_same_device(value_spatial_shapes, "value_spatial_shapes", value, value_name);
+  check_same_device(value_level_start_index, "value_level_start_index", value, value_name);
+  // The level layout decides every memory offset: check it on the host.
+  const at::Tensor shapes = value_spatial_shapes.cpu().contiguous();
+  const at::Tensor starts = value_level_start_index.cpu().contiguous();
+  const int64_t* hw = shapes.data_ptr<int64_t>();
+  const int64_t* st = starts.data_ptr<int64_t>();
+  int64_t total = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    TORCH_CHECK_VALUE(hw[2 * l] >= 0 && hw[2 * l + 1] >= 0, "value_spatial_shapes[", l,
+                      "] must be non-negative (H, W), got (", hw[2 * l], ", ", hw[2 * l + 1], ")");
+    TORCH_CHECK_VALUE(st[l] == total, "value_level_start_index[", l, "] must be ", total,
+                      " (the sum of H * W over the levels before it), got ", st[l]);
+    total += hw[2 * l] * hw[2 * l + 1];
+  }
+  TORCH_CHECK_VALUE(total == S, value_name, ".size(1) must equal sum(H * W) over value_spatial_shapes = ", total,
+                    ", got ", S);
+}
+
+// Checks sampling_locations [N, Lq, M, L, P, 2] and attention_weights [N, Lq, M, L, P]
+// against a value with batch N, M heads and L levels; both must share the value's dtype and device.
+inline void check_sampling(const at::Tensor& sampling_locations, const at::Tensor& attention_weights, int64_t N,
+                           int64_t M, int64_t L, const at::Tensor& value, const char* value_name) {
+  check_dim(sampling_locations, "sampling_locations", 6, "[N, Lq, M, L, P, 2]");
+  check_dim(attention_weights, "attention_weights", 5, "[N, Lq, M, L, P]");
+  check_size(sampling_locations, "sampling_locations", 0, N, "batch size N of value");
+  check_size(sampling_locations, "sampling_locations", 2, M, "number of heads M");
+  check_size(sampling_locations, "sampling_locations", 3, L, "number of levels L of value_spatial_shapes");
+  check_size(sampling_locations, "sampling_locations", 5, 2, "normalised (x, y)");
+  TORCH_CHECK_VALUE(attention_weights.sizes() == sampling_locations.sizes().slice(0, 5),
+                    "attention_weights must have shape [N, Lq, M, L, P] = ", sampling_locations.sizes().slice(0, 5),
+                    " to match sampling_locations, got ", attention_weights.sizes());
+  TORCH_CHECK_VALUE(sampling_locations.scalar_type() == value.scalar_type(), "sampling_locations must have the dtype of ",
+                    value_name, " (", value.scalar_type(), "), got ", sampling_locations.scalar_type());
+  TORCH_CHECK_VALUE(attention_weights.scalar_type() == value.scalar_type(), "attention_weights must have the dtype of ",
+                    value_name, " (", value.scalar_type(), "), got ", attention_weights.scalar_type());
+  check_same_device(sampling_locations, "sampling_locations", value, value_name);
+  check_same_device(attention_weights, "attention_weights", value, value_name);
+}
+
+// All ms_deform_attn checks; returns the sizes.
+inline MsdaSizes check_ms_deform_attn(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
+                                      const at::Tensor& value_level_start_index, const at::Tensor& sampling_locations,
+                                      const at::Tensor& attention_weights, int64_t im2col_step) {
+  check_dim(value, "value", 4, "[N, S, M, D]");
+  check_floating(value, "value");
+  TORCH_CHECK_VALUE(im2col_step > 0, "im2col_step must be positive, got ", im2col_step);
+  MsdaSizes s{value.size(0), value.size(1), value.size(2), value.size(3), 0, 0, 0};
+  check_levels(value_spatial_shapes, value_level_start_index, s.S, value, "value");
+  s.L = value_spatial_shapes.size(0);
+  check_sampling(sampling_locations, attention_weights, s.N, s.M, s.L, value, "value");
+  s.Lq = sampling_locations.size(1);
+  s.P = sampling_locations.size(4);
+  return s;
+}
+
+}  // namespace posetr

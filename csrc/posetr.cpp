@@ -1,0 +1,23 @@
+// Every posetr op schema, declared once. Backends register implementations with
+// TORCH_LIBRARY_IMPL(posetr, CPU|CUDA, m) next to their kernels; fake kernels and
+// autograd formulas are registered from Python (posetr/ops/).
+#include <Python.h>
+#include <torch/library.h>
+
+// `import posetr._C` loads this library, which runs the registrations below. The
+// module itself is empty: every op is reached through torch.ops.posetr.
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+
+TORCH_LIBRARY(posetr, m) {
+  // Multi-scale deformable attention (Deformable DETR, Zhu et al. 2021, eq. 2).
+  m.def(
+      "ms_deform_attn(Tensor value, Tensor value_spatial_shapes, Tensor value_level_start_index, "
+      "Tensor sampling_locations, Tensor attention_weights, SymInt im2col_step) -> Tensor");
+  m.def(
+      "_ms_deform_attn_backward(Tensor value, Tensor value_spatial_shapes, Tensor value_level_start_index, "
+      "Tensor sampling_locations, Tensor attention_weights, Tensor grad_output, SymInt im2col_step) "
+      "-> (Tensor, Tensor, Tensor)");
+}

@@ -1,0 +1,6 @@
+"""posetr: fast kernels and models for end-to-end pose-estimation transformers."""
+from posetr._ext import HAS_EXTENSION, HAS_CUDA_KERNELS
+from posetr import ops
+
+__version__ = "0.1.0"
+__all__ = ["ops", "HAS_EXTENSION", "HAS_CUDA_KERNELS", "__version__"]

@@ -1,0 +1,44 @@
+"""Pure-PyTorch reference implementations (the oracles every kernel is tested against).
+
+They are written for clarity, not speed, and double as the fallback when the
+compiled extension is absent.
+"""
+import torch
+import torch.nn.functional as F
+
+
+def ms_deform_attn_pytorch(
+    value, value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights, im2col_step=64
+):
+    """Multi-scale deformable attention with ``F.grid_sample`` (Deformable DETR's
+    ``ms_deform_attn_core_pytorch``).
+
+    Args:
+        value (Tensor[N, S, M, D]): per-head values of all levels, flattened level by level.
+        value_spatial_shapes (Tensor[L, 2], int64): (H, W) of each level, S = sum(H * W).
+        value_level_start_index (Tensor[L], int64): offset of each level in S (unused here).
+        sampling_locations (Tensor[N, Lq, M, L, P, 2]): normalised (x, y) in [0, 1];
+            pixel coordinate x * W - 0.5, outside samples read zeros.
+        attention_weights (Tensor[N, Lq, M, L, P]): weights of the samples (already softmaxed).
+        im2col_step (int): accepted for signature compatibility, unused.
+
+    Returns:
+        Tensor[N, Lq, M * D]: the attended values, in the dtype of ``value``.
+    """
+    del value_level_start_index, im2col_step
+    N, _, M, D = value.shape
+    _, Lq, _, L, P, _ = sampling_locations.shape
+    shapes = [(int(h), int(w)) for h, w in value_spatial_shapes.tolist()]
+    value_list = value.split([h * w for h, w in shapes], dim=1)
+    sampling_grids = 2 * sampling_locations - 1
+    sampled = []
+    for level, (h, w) in enumerate(shapes):
+        # [N, H*W, M, D] -> [N*M, D, H, W]
+        value_l = value_list[level].flatten(2).transpose(1, 2).reshape(N * M, D, h, w)
+        # [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
+        grid_l = sampling_grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        sampled.append(F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False))
+    # [N, Lq, M, L, P] -> [N*M, 1, Lq, L*P]
+    weights = attention_weights.transpose(1, 2).reshape(N * M, 1, Lq, L * P)
+    output = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1).view(N, M * D, Lq)
+    return output.transpose(1, 2).contiguous()
