@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compiles every .cu under csrc/ with nvcc for sm_80 and sm_90 (compile only: no GPU
 # is needed). Fails if nvcc is missing or any file fails. Recipe: shared/DESIGN.md.
+# Usage: check_cuda_compile.sh [FILE.cu ...]   (default: every .cu under csrc/)
 #   CPU torch wheels ship the ATen and c10/cuda headers but not the generated
 #   c10/cuda/impl/cuda_cmake_macros.h, so a one-line shim stands in for it.
 set -euo pipefail
@@ -33,7 +34,7 @@ compile_one() {
 export -f compile_one
 export NVCC work torch_includes python_include abi
 
-mapfile -t sources < <(find csrc -name '*.cu' | sort)
+if [ $# -gt 0 ]; then sources=("$@"); else mapfile -t sources < <(find csrc -name '*.cu' | sort); fi
 [ "${#sources[@]}" -gt 0 ] || { echo "check_cuda_compile: no .cu files under csrc/" >&2; exit 1; }
 printf '%s\n' "${sources[@]}" | xargs -P "$(nproc)" -I{} bash -c 'compile_one {}'
 echo "check_cuda_compile: ${#sources[@]} file(s) compiled for sm_80 and sm_90"

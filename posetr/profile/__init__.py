@@ -1,0 +1,75 @@
+"""Kernel profile: each op times posetr against its reference at real model shapes.
+
+Every op contributes a module here whose ``cases(device)`` returns :class:`Case`s.
+``python -m posetr bench`` prints them as a table; ``bench/`` times the same cases
+with pytest-benchmark.
+"""
+import importlib
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+# One module per op, in the order the table lists them.
+MODULES = ["ms_deform_attn"]
+
+
+@dataclass
+class Case:
+    """One timed comparison.
+
+    ``setup()`` builds the inputs once; ``posetr(inputs)`` and ``reference(inputs)``
+    each run the measured work (forward, or forward and backward) on them.
+    """
+
+    op: str
+    shape: str
+    mode: str
+    setup: Callable[[], object]
+    posetr: Callable[[object], object]
+    reference: Callable[[object], object]
+
+
+def all_cases(device, ops=None):
+    """The cases of every op module (or only those named in ``ops``) on ``device``."""
+    cases = []
+    for name in ops or MODULES:
+        cases.extend(importlib.import_module(f"posetr.profile.{name}").cases(device))
+    return cases
+
+
+def synchronize(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_call(fn, inputs, device, repeats):
+    """Median wall time of ``fn(inputs)`` in seconds, after one warm-up call."""
+    fn(inputs)
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(inputs)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def run(device="cpu", ops=None, repeats=3, print_fn=print):
+    """Times every case and prints a table; returns the rows as dicts."""
+    rows = []
+    header = f"{'op':<22}{'shape':<26}{'mode':<18}{'posetr ms':>12}{'reference ms':>14}{'speed-up':>10}"
+    print_fn(f"posetr kernel profile on {device} ({torch.get_num_threads()} threads)")
+    print_fn(header)
+    print_fn("-" * len(header))
+    for case in all_cases(device, ops):
+        inputs = case.setup()
+        ours = time_call(case.posetr, inputs, device, repeats)
+        ref = time_call(case.reference, inputs, device, repeats)
+        rows.append(dict(op=case.op, shape=case.shape, mode=case.mode, posetr_s=ours, reference_s=ref))
+        print_fn(
+            f"{case.op:<22}{case.shape:<26}{case.mode:<18}{ours * 1e3:>12.2f}{ref * 1e3:>14.2f}{ref / ours:>9.1f}x"
+        )
+    return rows
