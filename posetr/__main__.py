@@ -1,0 +1,5 @@
+import sys
+
+from posetr.cli import main
+
+sys.exit(main())

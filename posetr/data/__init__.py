@@ -1,0 +1,1 @@
+"""Datasets (COCO, CrowdPose, synthetic), transforms, collate and keypoint metadata."""

@@ -1,0 +1,1 @@
+"""Models served by posetr's kernels: backbone, transformer parts, PETR, matcher and criterion."""
