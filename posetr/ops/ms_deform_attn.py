@@ -100,6 +100,16 @@ if HAS_EXTENSION:
             sampling_locations.dim() == 6,
             lambda: f"sampling_locations must be a 6-D tensor [N, Lq, M, L, P, 2], got {tuple(sampling_locations.shape)}",
         )
+        for name, t in (
+            ("value_spatial_shapes", value_spatial_shapes),
+            ("value_level_start_index", value_level_start_index),
+            ("sampling_locations", sampling_locations),
+            ("attention_weights", attention_weights),
+        ):
+            torch._check(
+                t.device == value.device,
+                lambda: f"{name} is on {t.device} but value is on {value.device}; all inputs must be on one device",
+            )
         n, _, m, d = value.shape
         return value.new_empty((n, sampling_locations.shape[1], m * d))
 
