@@ -1,0 +1,135 @@
+"""Top-level configuration: ``model`` / ``data`` / ``train`` / ``eval`` dataclasses and the YAML loader.
+
+Every field has a default and a comment; a YAML file (``configs/*.yaml``) overrides any subset.
+The defaults of ``data`` and ``train`` are the PETR-R50 COCO recipe (opera
+``configs/petr/petr_r50_16x2_100e_coco.py``: 100 epochs, AdamW 2e-4, lr x0.1 at epoch 80).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import yaml
+
+from posetr.models.config import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "coco"  # keypoint layout and loader: "coco" (also OCHuman) | "crowdpose"
+    root: str | None = None  # folder with images/ + annotations/*.json or the COCO 2017 layout; None: synthetic data
+    train_split: str = "train"  # split name picking the training annotation file (see posetr.data.coco.resolve_split)
+    val_split: str = "val"  # split name of the evaluation annotation file
+    augment: str = "full"  # training augmentation: "full" (flip + multi-scale resize/crop) | "flip" | "none"
+    train_sizes: list[int] = field(default_factory=lambda: list(range(480, 801, 32)))  # shorter sides of multi-scale
+    test_size: int = 800  # shorter side at test time (and of the fixed resize when augment is "flip"/"none")
+    max_size: int = 1333  # longest side after any resize
+    batch_size: int = 2  # images per process and step (opera: 16 GPUs x 2)
+    num_workers: int = 2  # DataLoader worker processes
+    synthetic_images: int = 8  # images of the synthetic stick-figure set used when root is None
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100  # passes over the training set (times repeats)
+    repeats: int = 1  # the training set is repeated this many times per epoch (tiny sets: fewer epoch boundaries)
+    lr: float = 2e-4  # AdamW learning rate
+    lr_backbone_mult: float = 0.1  # lr multiplier of parameters whose name contains "backbone"
+    lr_linear_proj_mult: float = 0.1  # lr multiplier of the deformable sampling offsets / reference points
+    lr_linear_proj_names: list[str] = field(default_factory=lambda: ["sampling_offsets", "reference_points"])
+    weight_decay: float = 1e-4  # AdamW weight decay
+    clip_max_norm: float = 0.1  # gradient clipping by total norm (0 disables)
+    lr_drop: int = 80  # epochs between learning-rate drops (StepLR step size)
+    lr_gamma: float = 0.1  # learning-rate factor at each drop
+    amp: bool = False  # bf16 autocast for the forward pass and losses
+    seed: int = 42  # every epoch reseeds python/numpy/torch with seed + epoch (exact resume)
+    device: str = "auto"  # "auto" (cuda if available, else cpu) | "cpu" | "cuda"
+    output_dir: str = "output"  # checkpoints, results and metrics.json
+    checkpoint_every: int = 1  # write checkpoint.pth every this many epochs (and always after the last)
+    eval_every: int = 0  # evaluate every this many epochs (0: only after the last)
+
+
+@dataclass
+class EvalConfig:
+    draw_threshold: float = 0.3  # predict: people with a score below this are left out of the PNG
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)  # posetr.models.config.ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _check_value(where: str, default, value):
+    """``value`` converted to the kind of ``default``; ValueError naming ``where`` otherwise."""
+    if default is None or value is None:
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"config: {where} must be a string or null, got {value!r}")
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(f"config: {where} must be {type(default).__name__}, got {value!r}")
+    return value
+
+
+def _build(cls, values, prefix: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"config: section {prefix or '<top level>'!r} must be a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        where = f"section {prefix!r}" if prefix else "the top level"
+        raise ValueError(f"config: unknown key(s) {unknown} in {where}; known keys: {sorted(fields)}")
+    obj = cls()
+    for name, value in values.items():
+        where = f"{prefix}.{name}" if prefix else name
+        current = getattr(obj, name)
+        if dataclasses.is_dataclass(current):
+            setattr(obj, name, _build(type(current), value or {}, where))
+        else:
+            setattr(obj, name, _check_value(where, current, value))
+    return obj
+
+
+def config_from_dict(values: dict) -> Config:
+    """Config with ``values`` (nested dicts by section) over the defaults.
+
+    Raises:
+        ValueError: unknown section or key, or a value of the wrong type.
+    """
+    return _build(Config, values or {}, "")
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def load_config(path: str | None) -> Config:
+    """Config from a YAML file (``None``: the defaults).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: invalid YAML, unknown keys or wrong types.
+    """
+    if path is None:
+        return Config()
+    try:
+        with open(path) as f:
+            values = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {path!r} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {path!r} is not valid YAML: {exc}") from None
+    try:
+        return config_from_dict(values)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None

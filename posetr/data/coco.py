@@ -1,0 +1,167 @@
+"""COCO-format multi-person keypoint dataset (COCO, OCHuman; CrowdPose in crowdpose.py) via pycocotools.
+
+Folder layouts accepted under ``root`` (see :func:`resolve_split`):
+
+- the standard COCO release: ``train2017/``, ``val2017/``,
+  ``annotations/person_keypoints_{train,val}2017.json``;
+- a sample / custom folder: ``images/`` plus ``annotations/*.json`` (a single file serves every
+  split; with several, the one whose name contains the split name is used).
+
+Each item is ``(image, target)`` after the transforms (see posetr/data/transforms.py); without
+transforms, ``image`` is the RGB ``PIL.Image`` and ``target`` holds pixel coordinates.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from pycocotools.coco import COCO
+
+from posetr.data.keypoints import keypoint_info
+
+
+def resolve_split(root: str, split: str) -> tuple[str, str]:
+    """``(image_dir, annotation_file)`` of ``split`` (e.g. ``"train"``, ``"val"``) under ``root``.
+
+    Raises:
+        FileNotFoundError: ``root`` or the expected sub-folders / annotation files are missing.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"data root {root!r} is not a directory")
+    ann_dir = os.path.join(root, "annotations")
+    standard = os.path.join(ann_dir, f"person_keypoints_{split}2017.json")
+    if os.path.isfile(standard) and os.path.isdir(os.path.join(root, f"{split}2017")):
+        return os.path.join(root, f"{split}2017"), standard
+    if not os.path.isdir(ann_dir):
+        raise FileNotFoundError(
+            f"data root {root!r} has no 'annotations/' folder; expected 'images/' + 'annotations/*.json' "
+            "or the COCO layout 'train2017/', 'val2017/', 'annotations/person_keypoints_{train,val}2017.json'"
+        )
+    files = sorted(f for f in os.listdir(ann_dir) if f.endswith(".json"))
+    named = [f for f in files if split in f]
+    if len(named) == 1:
+        ann_file = named[0]
+    elif len(files) == 1:
+        ann_file = files[0]
+    else:
+        raise FileNotFoundError(
+            f"cannot pick the {split!r} annotation file in {ann_dir!r}: found {files or 'no .json files'}; "
+            f"keep one file, or exactly one whose name contains {split!r}"
+        )
+    for image_dir in (os.path.join(root, "images"), os.path.join(root, f"{split}2017")):
+        if os.path.isdir(image_dir):
+            return image_dir, os.path.join(ann_dir, ann_file)
+    raise FileNotFoundError(f"data root {root!r} has no 'images/' (or '{split}2017/') folder")
+
+
+def load_coco(ann_file: str, *, box_area: bool = False) -> COCO:
+    """pycocotools ``COCO`` of ``ann_file``; ``box_area`` sets each missing ``area`` to the box w*h.
+
+    Raises:
+        ValueError: the file is not valid JSON or lacks ``images`` / ``annotations`` / ``categories``.
+    """
+    try:
+        with open(ann_file) as f:
+            dataset = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"annotation file {ann_file!r} is not valid JSON: {exc}") from None
+    missing = [k for k in ("images", "annotations", "categories") if k not in dataset] if isinstance(
+        dataset, dict) else ["images", "annotations", "categories"]
+    if missing:
+        raise ValueError(f"annotation file {ann_file!r} is not in COCO format: missing {missing}")
+    for ann in dataset["annotations"]:
+        for key in ("image_id", "keypoints", "bbox"):
+            if key not in ann:
+                raise ValueError(f"annotation file {ann_file!r}: annotation {ann.get('id')} has no {key!r}")
+        if "area" not in ann:
+            if not box_area:
+                raise ValueError(f"annotation file {ann_file!r}: annotation {ann.get('id')} has no 'area'")
+            ann["area"] = float(ann["bbox"][2] * ann["bbox"][3])
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+class CocoKeypoints(torch.utils.data.Dataset):
+    """Multi-person keypoint dataset in COCO format.
+
+    Args:
+        image_dir: folder of the images named by ``file_name``.
+        ann_file: COCO keypoint annotation JSON.
+        dataset: keypoint metadata name for :func:`posetr.data.keypoints.keypoint_info` (``"coco"``,
+            ``"crowdpose"``); its keypoint count must match the file's person category.
+        transforms: ``(PIL image, target) -> (image, target)`` or None.
+        box_area: use the box w*h for annotations without ``area`` (CrowdPose).
+
+    Every image is kept (also images without people: they train the "no person" class). Crowd
+    annotations (``iscrowd``) are skipped.
+
+    Raises:
+        FileNotFoundError: missing folder or file. ValueError: malformed annotations, or keypoint count
+        mismatch. RuntimeError (from ``__getitem__``): an image that cannot be read or decoded.
+    """
+
+    def __init__(self, image_dir: str, ann_file: str, *, dataset: str = "coco", transforms=None,
+                 box_area: bool = False):
+        if not os.path.isdir(image_dir):
+            raise FileNotFoundError(f"image folder {image_dir!r} does not exist")
+        if not os.path.isfile(ann_file):
+            raise FileNotFoundError(f"annotation file {ann_file!r} does not exist")
+        self.image_dir, self.ann_file, self.transforms = image_dir, ann_file, transforms
+        self.info = keypoint_info(dataset)
+        self.dataset_name = dataset
+        self.coco = load_coco(ann_file, box_area=box_area)
+        person = [c for c in self.coco.dataset["categories"] if "keypoints" in c]
+        if not person:
+            raise ValueError(f"annotation file {ann_file!r} has no category with 'keypoints'")
+        self.category_id = person[0]["id"]
+        if len(person[0]["keypoints"]) != self.info.num_keypoints:
+            raise ValueError(
+                f"annotation file {ann_file!r} has {len(person[0]['keypoints'])} keypoints per person but "
+                f"dataset {dataset!r} expects {self.info.num_keypoints}"
+            )
+        self.ids = sorted(self.coco.imgs)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load_image(self, image_id: int) -> Image.Image:
+        path = os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
+        try:
+            with Image.open(path) as im:
+                return im.convert("RGB")
+        except (OSError, UnidentifiedImageError) as exc:
+            raise RuntimeError(f"cannot read image {path!r} (image id {image_id}): {exc}") from None
+
+    def load_target(self, image_id: int, *, width: int, height: int) -> dict:
+        """Pixel-space target of one image (see posetr/data/transforms.py)."""
+        k = self.info.num_keypoints
+        anns = [a for a in self.coco.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        kpts = torch.tensor([a["keypoints"] for a in anns], dtype=torch.float32).reshape(-1, k, 3)
+        kpts[kpts[..., 2] <= 0] = 0.0
+        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        return {
+            "keypoints": kpts,
+            "boxes": boxes,
+            "area": torch.tensor([a["area"] for a in anns], dtype=torch.float32),
+            "labels": torch.zeros(len(anns), dtype=torch.long),
+            "image_id": image_id,
+            "orig_size": torch.tensor([height, width], dtype=torch.long),
+        }
+
+    def __getitem__(self, index: int):
+        image_id = self.ids[index]
+        image = self.load_image(image_id)
+        target = self.load_target(image_id, width=image.width, height=image.height)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target

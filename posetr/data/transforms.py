@@ -1,0 +1,207 @@
+"""Image + pose-target transforms for multi-person keypoint training (PETR / opera recipe).
+
+A transform is a callable ``(image, target) -> (image, target)``. Until :class:`ToTensorNormalize`
+runs, ``image`` is a ``PIL.Image`` (RGB) and ``target`` holds pixel coordinates of that image:
+
+- ``keypoints``: Float[G, K, 3] (x, y, v) in pixels; unlabelled joints (v = 0) are (0, 0, 0).
+- ``boxes``: Float[G, 4] (x0, y0, x1, y1) in pixels.
+- ``area``: Float[G] in pixels^2.
+- ``labels``: Long[G]; ``image_id``; ``orig_size``: Long[2] (h, w) of the original image.
+
+:class:`ToTensorNormalize` ends every pipeline: it normalises the image with ImageNet mean/std,
+drops persons without a labelled keypoint and converts coordinates to the form documented in
+docs/petr_interfaces.md (keypoints normalised by the unpadded image size, boxes (cx, cy, w, h)).
+
+The training pipeline follows opera's PETR config (itself DETR's): horizontal flip, then either a
+multi-scale resize (shorter side 480..800 in steps of 32, longer side <= 1333) or resize to
+400/500/600, random crop of 384..600 pixels, multi-scale resize.
+"""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TRAIN_SCALES = tuple(range(480, 801, 32))
+
+
+class Compose:
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, image, target):
+        for t in self.transforms:
+            image, target = t(image, target)
+        return image, target
+
+
+class RandomSelect:
+    """Applies ``first`` with probability ``p``, else ``second``."""
+
+    def __init__(self, first, second, *, p: float = 0.5):
+        self.first, self.second, self.p = first, second, p
+
+    def __call__(self, image, target):
+        return (self.first if random.random() < self.p else self.second)(image, target)
+
+
+class RandomHorizontalFlip:
+    """Mirrors the image with probability ``p``: ``x -> w - x`` and left/right joints swapped.
+
+    ``flip_index`` is the permutation from ``KeypointInfo.flip_index()``; flipping twice is the identity.
+    """
+
+    def __init__(self, *, flip_index: Sequence[int], p: float = 0.5):
+        self.flip_index = torch.as_tensor(list(flip_index), dtype=torch.long)
+        self.p = p
+
+    def __call__(self, image, target):
+        if random.random() >= self.p:
+            return image, target
+        return hflip(image, target, flip_index=self.flip_index)
+
+
+def hflip(image, target, *, flip_index):
+    """Deterministic horizontal flip (see :class:`RandomHorizontalFlip`)."""
+    w = image.width
+    target = dict(target)
+    kpts = target["keypoints"][:, flip_index].clone()
+    labelled = kpts[..., 2] > 0
+    kpts[..., 0] = torch.where(labelled, w - kpts[..., 0], kpts[..., 0])
+    target["keypoints"] = kpts
+    boxes = target["boxes"]
+    target["boxes"] = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], dim=1)
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), target
+
+
+def _resized_size(w: int, h: int, size: int, max_size: int | None) -> tuple[int, int]:
+    """(new_w, new_h) with the shorter side ``size`` and the longer side at most ``max_size`` (DETR rule)."""
+    if max_size is not None:
+        short, long = min(w, h), max(w, h)
+        if long / short * size > max_size:
+            size = int(round(max_size * short / long))
+    if w < h:
+        return size, int(size * h / w)
+    return int(size * w / h), size
+
+
+def resize(image, target, *, size: int, max_size: int | None):
+    """Resizes so the shorter side is ``size`` (longer <= ``max_size``); coordinates and areas follow."""
+    new_w, new_h = _resized_size(image.width, image.height, size, max_size)
+    sx, sy = new_w / image.width, new_h / image.height
+    target = dict(target)
+    kpts = target["keypoints"].clone()
+    kpts[..., 0] *= sx
+    kpts[..., 1] *= sy
+    target["keypoints"] = kpts
+    target["boxes"] = target["boxes"] * torch.tensor([sx, sy, sx, sy])
+    target["area"] = target["area"] * (sx * sy)
+    return image.resize((new_w, new_h), Image.Resampling.BILINEAR), target
+
+
+class RandomResize:
+    """Resizes the shorter side to a size drawn from ``sizes`` (longer side <= ``max_size``)."""
+
+    def __init__(self, sizes: Sequence[int], *, max_size: int | None = None):
+        self.sizes, self.max_size = list(sizes), max_size
+
+    def __call__(self, image, target):
+        return resize(image, target, size=random.choice(self.sizes), max_size=self.max_size)
+
+
+def crop(image, target, *, top: int, left: int, height: int, width: int):
+    """Crops the region; joints falling outside become unlabelled, boxes are clipped. Areas are kept
+    (the person's scale is unchanged by a crop)."""
+    target = dict(target)
+    kpts = target["keypoints"].clone()
+    kpts[..., 0] -= left
+    kpts[..., 1] -= top
+    inside = (kpts[..., 0] >= 0) & (kpts[..., 0] < width) & (kpts[..., 1] >= 0) & (kpts[..., 1] < height)
+    kpts[~(inside & (kpts[..., 2] > 0))] = 0.0
+    target["keypoints"] = kpts
+    boxes = target["boxes"] - torch.tensor([left, top, left, top], dtype=target["boxes"].dtype)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    target["boxes"] = boxes
+    return image.crop((left, top, left + width, top + height)), target
+
+
+class RandomSizeCrop:
+    """Crops a random region with sides drawn from [min_size, max_size] (clamped to the image)."""
+
+    def __init__(self, min_size: int, max_size: int):
+        self.min_size, self.max_size = min_size, max_size
+
+    def __call__(self, image, target):
+        w = random.randint(min(image.width, self.min_size), min(image.width, self.max_size))
+        h = random.randint(min(image.height, self.min_size), min(image.height, self.max_size))
+        top = random.randint(0, image.height - h)
+        left = random.randint(0, image.width - w)
+        return crop(image, target, top=top, left=left, height=h, width=w)
+
+
+class ToTensorNormalize:
+    """PIL image -> normalised Float[3, H, W]; target -> the contract form (see the module docstring).
+
+    Persons with no labelled keypoint are removed (they carry no pose supervision).
+    """
+
+    def __init__(self, *, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        self.mean = torch.tensor(mean).view(3, 1, 1)
+        self.std = torch.tensor(std).view(3, 1, 1)
+
+    def __call__(self, image, target):
+        w, h = image.size
+        pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        tensor = pixels.view(h, w, 3).permute(2, 0, 1).float().div_(255.0)
+        tensor = (tensor - self.mean) / self.std
+        keep = (target["keypoints"][..., 2] > 0).any(dim=1)
+        scale = torch.tensor([w, h], dtype=torch.float32)
+        kpts = target["keypoints"][keep].clone()
+        kpts[..., :2] /= scale
+        boxes = target["boxes"][keep]
+        cxcywh = torch.cat([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], dim=1)
+        out = dict(target)
+        out.update(
+            keypoints=kpts,
+            boxes=cxcywh / scale.repeat(2),
+            area=target["area"][keep],
+            labels=target["labels"][keep],
+            size=torch.tensor([h, w], dtype=torch.long),
+        )
+        return tensor, out
+
+
+def build_transforms(*, train: bool, augment: str, flip_index: Sequence[int], test_size: int = 800,
+                     max_size: int = 1333, train_sizes: Sequence[int] = TRAIN_SCALES):
+    """The pipeline for one split.
+
+    Args:
+        train: training split (random augmentation) or test split (fixed resize to ``test_size``).
+        augment: ``"full"`` (opera PETR: flip + multi-scale resize / crop), ``"flip"`` (flip and a
+            fixed resize) or ``"none"`` (fixed resize only). Ignored when ``train`` is False.
+        flip_index: left/right permutation of the dataset's keypoints.
+        test_size, max_size: shorter / longer side limits of the fixed resize (800 / 1333 in PETR).
+        train_sizes: shorter-side choices of the multi-scale resize.
+
+    Raises:
+        ValueError: unknown ``augment``.
+    """
+    if augment not in ("full", "flip", "none"):
+        raise ValueError(f"build_transforms: augment must be 'full', 'flip' or 'none', got {augment!r}")
+    fixed = RandomResize([test_size], max_size=max_size)
+    if not train or augment == "none":
+        steps = [fixed]
+    elif augment == "flip":
+        steps = [RandomHorizontalFlip(flip_index=flip_index), fixed]
+    else:
+        multi = RandomResize(train_sizes, max_size=max_size)
+        steps = [
+            RandomHorizontalFlip(flip_index=flip_index),
+            RandomSelect(multi, Compose([RandomResize([400, 500, 600]), RandomSizeCrop(384, 600), multi])),
+        ]
+    return Compose(steps + [ToTensorNormalize()])

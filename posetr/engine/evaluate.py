@@ -1,0 +1,102 @@
+"""Keypoint evaluation: model -> COCO results JSON -> pycocotools ``COCOeval(iouType="keypoints")``
+with the dataset's OKS sigmas -> ``metrics.json``."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+
+import numpy as np
+import torch
+from pycocotools.cocoeval import COCOeval
+
+from posetr.engine.distributed import all_gather_object, is_main_process
+
+STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+def coco_keypoint_eval(coco_gt, results: list[dict], *, sigmas, image_ids=None) -> tuple[dict, str]:
+    """COCOeval keypoint metrics of ``results`` (COCO results format) against ``coco_gt``.
+
+    Args:
+        coco_gt: pycocotools ``COCO`` with the ground truth (every annotation has ``area``).
+        results: ``[{"image_id", "category_id", "keypoints": [x, y, s] * K, "score"}]``, pixels of
+            the original image.
+        sigmas: per-keypoint OKS sigmas (length K).
+        image_ids: images to evaluate (default: every image of ``coco_gt``).
+
+    Returns:
+        ``({"AP": ..., "AP50": ..., ..., "ARl": ...}, summary text)``; all zeros without results.
+    """
+    image_ids = sorted(coco_gt.getImgIds()) if image_ids is None else sorted(image_ids)
+    if not results:
+        return {name: 0.0 for name in STAT_NAMES}, "no detections"
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        coco_dt = coco_gt.loadRes(results)
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")
+        evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+        evaluator.params.imgIds = image_ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = {name: float(max(value, 0.0)) for name, value in zip(STAT_NAMES, evaluator.stats)}
+    summary = "\n".join(line for line in text.getvalue().splitlines() if "Average" in line)
+    return stats, summary
+
+
+def to_coco_results(image_ids, results, *, category_id: int = 1) -> list[dict]:
+    """Postprocessor output (``{"scores": [Q], "keypoints": [Q, K, 3]}`` per image) -> COCO results."""
+    out = []
+    for image_id, res in zip(image_ids, results):
+        for score, kpts in zip(res["scores"].tolist(), res["keypoints"].float().tolist()):
+            flat = [round(float(v), 2) for xys in kpts for v in xys]
+            out.append({"image_id": int(image_id), "category_id": category_id, "keypoints": flat,
+                        "score": float(score)})
+    return out
+
+
+@torch.no_grad()
+def predict_dataset(model, postprocessor, loader, *, device, amp: bool = False) -> list[dict]:
+    """COCO results of every image in ``loader`` (this process's share)."""
+    model.eval()
+    out = []
+    for images, masks, targets in loader:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            outputs = model(images.to(device), masks.to(device))
+        orig_sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
+        results = postprocessor(outputs, orig_sizes)
+        out += to_coco_results([t["image_id"] for t in targets], results,
+                               category_id=loader.dataset.category_id)
+    return out
+
+
+def evaluate(model, postprocessor, loader, *, device, output_dir: str | None = None,
+             amp: bool = False) -> dict:
+    """Runs the model on ``loader`` (a loader of a :class:`~posetr.data.coco.CocoKeypoints`), gathers
+    the results of every process and evaluates them on the main process.
+
+    Writes ``results.json`` (COCO results) and ``metrics.json`` (``STAT_NAMES``) to ``output_dir``
+    when given. Returns the metrics on the main process, ``{}`` on the others.
+    """
+    dataset = loader.dataset
+    local = predict_dataset(model, postprocessor, loader, device=device, amp=amp)
+    gathered = all_gather_object(local)
+    if not is_main_process():
+        return {}
+    seen, results = set(), []
+    for part in gathered:  # a DistributedSampler pads with repeated images: keep each image once
+        for image_id in sorted({r["image_id"] for r in part} - seen):
+            results += [r for r in part if r["image_id"] == image_id]
+            seen.add(image_id)
+    metrics, summary = coco_keypoint_eval(dataset.coco, results, sigmas=dataset.info.sigmas,
+                                          image_ids=dataset.ids)
+    print(summary)
+    if output_dir is not None:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, "results.json"), "w") as f:
+            json.dump(results, f)
+        with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=2)
+    return metrics
