@@ -20,4 +20,13 @@ TORCH_LIBRARY(posetr, m) {
       "_ms_deform_attn_backward(Tensor value, Tensor value_spatial_shapes, Tensor value_level_start_index, "
       "Tensor sampling_locations, Tensor attention_weights, Tensor grad_output, SymInt im2col_step) "
       "-> (Tensor, Tensor, Tensor)");
+  // EMSDA's fused sampling (Poseur, Mao et al. 2022): every head samples all C channels of the
+  // un-projected value [N, S, C] -> [N, Lq, M, C]; posetr.ops.emsda adds the per-head projection.
+  m.def(
+      "emsda_sample(Tensor value, Tensor value_spatial_shapes, Tensor value_level_start_index, "
+      "Tensor sampling_locations, Tensor attention_weights, SymInt im2col_step) -> Tensor");
+  m.def(
+      "_emsda_sample_backward(Tensor value, Tensor value_spatial_shapes, Tensor value_level_start_index, "
+      "Tensor sampling_locations, Tensor attention_weights, Tensor grad_output, SymInt im2col_step) "
+      "-> (Tensor, Tensor, Tensor)");
 }

@@ -42,3 +42,38 @@ def ms_deform_attn_pytorch(
     weights = attention_weights.transpose(1, 2).reshape(N * M, 1, Lq, L * P)
     output = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1).view(N, M * D, Lq)
     return output.transpose(1, 2).contiguous()
+
+
+def emsda_pytorch(
+    value,
+    value_spatial_shapes,
+    value_level_start_index,
+    sampling_locations,
+    attention_weights,
+    value_proj_weight,
+    value_proj_bias,
+    im2col_step=64,
+):
+    """Poseur's efficient multi-scale deformable attention the way Poseur computes it
+    (``MultiScaleDeformableAttention_post_value``): repeat the un-projected value once per
+    head, run MSDA with D = C, then project each head's sampled C-vector with its own weight.
+
+    Args:
+        value (Tensor[N, S, C]): un-projected features of all levels, flattened level by level.
+        value_spatial_shapes, value_level_start_index, sampling_locations (Tensor[N, Lq, M, L, P, 2]),
+        attention_weights (Tensor[N, Lq, M, L, P]), im2col_step: as :func:`ms_deform_attn_pytorch`.
+        value_proj_weight (Tensor[M, C, D]): per-head projection (D = C // M in Poseur).
+        value_proj_bias (Tensor[M, D]): per-head bias.
+
+    Returns:
+        Tensor[N, Lq, M * D]: ``sampled[n, q, m] @ value_proj_weight[m] + value_proj_bias[m]``,
+        heads concatenated.
+    """
+    N, S, C = value.shape
+    _, Lq, M = sampling_locations.shape[:3]
+    repeated = value[:, :, None, :].repeat(1, 1, M, 1)
+    sampled = ms_deform_attn_pytorch(
+        repeated, value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights, im2col_step
+    ).view(N, Lq, M, C)
+    output = torch.einsum("nqmc,mcd->nqmd", sampled, value_proj_weight) + value_proj_bias
+    return output.reshape(N, Lq, -1)
