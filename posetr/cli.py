@@ -3,6 +3,7 @@
 Commands register themselves in ``COMMANDS`` as (help, add_arguments, run).
 """
 import argparse
+import os
 import sys
 
 
@@ -19,9 +20,86 @@ def _run_bench(args):
     return 0
 
 
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                               "petr_overfit_coco_sample.yaml")
+
+
+def _add_config_argument(parser, *, checkpoint):
+    parser.add_argument("--config", default=None,
+                        help="YAML config (default: configs/petr_overfit_coco_sample.yaml, a small CPU recipe)")
+    parser.add_argument("--data-root", default=None,
+                        help="dataset folder: images/ + annotations/*.json or the COCO 2017 layout "
+                             "(default: the config's data.root; none there: synthetic stick figures)")
+    if checkpoint:
+        parser.add_argument("--checkpoint", required=True, help="checkpoint.pth written by train")
+
+
+def _load_config(args):
+    from posetr.config import load_config
+
+    path = args.config
+    if path is None and os.path.isfile(_DEFAULT_CONFIG):
+        path = _DEFAULT_CONFIG
+    cfg = load_config(path)
+    if args.data_root is not None:
+        cfg.data.root = args.data_root
+    return cfg
+
+
+def _add_train_arguments(parser):
+    _add_config_argument(parser, checkpoint=False)
+    parser.add_argument("--output-dir", default=None, help="checkpoints and metrics.json (default: train.output_dir)")
+    parser.add_argument("--resume", default=None, help="checkpoint to continue training from")
+
+
+def _run_train(args):
+    from posetr.engine.train import train
+
+    metrics = train(_load_config(args), output_dir=args.output_dir, resume=args.resume)
+    if metrics:
+        print(f"AP {metrics['AP']:.4f}")
+    return 0
+
+
+def _add_eval_arguments(parser):
+    _add_config_argument(parser, checkpoint=True)
+    parser.add_argument("--output-dir", default=None, help="where metrics.json goes (default: the checkpoint's folder)")
+
+
+def _run_eval(args):
+    from posetr.engine.run import run_eval
+
+    cfg = _load_config(args)
+    metrics = run_eval(cfg, checkpoint=args.checkpoint,
+                       output_dir=args.output_dir or os.path.dirname(os.path.abspath(args.checkpoint)))
+    print(f"AP {metrics['AP']:.4f}")
+    return 0
+
+
+def _add_predict_arguments(parser):
+    _add_config_argument(parser, checkpoint=True)
+    parser.add_argument("--output-dir", default="predictions", help="predictions.json and *_pose.png (default: predictions)")
+    parser.add_argument("images", nargs="+", help="image files")
+
+
+def _run_predict(args):
+    from posetr.engine.run import run_predict
+
+    entries = run_predict(_load_config(args), checkpoint=args.checkpoint, images=args.images,
+                          output_dir=args.output_dir)
+    print(f"wrote {args.output_dir}/predictions.json and {len(entries)} PNG(s)")
+    return 0
+
+
 COMMANDS = {
     "bench": ("print a kernel-profile table of posetr vs reference ops at real model shapes",
               _add_bench_arguments, _run_bench),
+    "train": ("train a model (PETR) from a YAML config; writes checkpoints and metrics.json",
+              _add_train_arguments, _run_train),
+    "eval": ("evaluate a checkpoint with COCOeval (keypoints); writes metrics.json",
+             _add_eval_arguments, _run_eval),
+    "predict": ("detect people's keypoints in images; writes predictions.json and PNGs with skeletons",
+                _add_predict_arguments, _run_predict),
 }
 
 
@@ -31,7 +109,10 @@ def main(argv=None):
     for name, (help_text, add_arguments, _) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
-    return COMMANDS[args.command][2](args)
+    try:
+        return COMMANDS[args.command][2](args)
+    except (FileNotFoundError, ValueError) as exc:  # bad input: a readable message, not a traceback
+        parser.exit(2, f"posetr {args.command}: error: {exc}\n")
 
 
 if __name__ == "__main__":
