@@ -44,7 +44,7 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast for the forward pass and losses
     seed: int = 42  # every epoch reseeds python/numpy/torch with seed + epoch (exact resume)
     device: str = "auto"  # "auto" (cuda if available, else cpu) | "cpu" | "cuda"
-    output_dir: str = "output"  # checkpoints, results and metrics.json
+    output_dir: str = "outputs"  # checkpoints, results and metrics.json
     checkpoint_every: int = 1  # write checkpoint.pth every this many epochs (and always after the last)
     eval_every: int = 0  # evaluate every this many epochs (0: only after the last)
 
