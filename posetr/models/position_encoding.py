@@ -1,0 +1,68 @@
+"""Sine positional embedding of feature maps (DETR / mmdet ``SinePositionalEncoding``) and
+learned per-level embeddings (Deformable DETR)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class PositionEmbeddingSine(nn.Module):
+    """2-D sine embedding from the padding mask, normalised to the unpadded extent.
+
+    Matches mmdet's ``SinePositionalEncoding(num_feats, normalize=True, offset=-0.5)`` used by opera's PETR:
+    cumulative (y, x) counts over valid pixels, shifted by ``offset``, divided by the valid extent, times
+    2*pi; channels interleave sin and cos of (pos / temperature ** (2 * (i // 2) / num_feats)).
+
+    Args:
+        num_feats (int): channels per axis; the output has 2 * num_feats channels (y first, then x).
+        temperature (float): frequency base.
+        offset (float): added to the cumulative count before normalising.
+
+    Forward: mask Bool[B, H, W] (True = padding) -> Float[B, 2 * num_feats, H, W].
+    """
+
+    def __init__(self, *, num_feats: int = 128, temperature: float = 10000.0, offset: float = -0.5):
+        super().__init__()
+        self.num_feats = num_feats
+        self.temperature = temperature
+        self.offset = offset
+        self.scale = 2 * math.pi
+        self.eps = 1e-6
+
+    def forward(self, mask: torch.Tensor) -> torch.Tensor:
+        not_mask = (~mask).to(torch.float32)
+        y_embed = not_mask.cumsum(1)
+        x_embed = not_mask.cumsum(2)
+        y_embed = (y_embed + self.offset) / (y_embed[:, -1:, :] + self.eps) * self.scale
+        x_embed = (x_embed + self.offset) / (x_embed[:, :, -1:] + self.eps) * self.scale
+        dim_t = torch.arange(self.num_feats, dtype=torch.float32, device=mask.device)
+        dim_t = self.temperature ** (2 * (dim_t // 2) / self.num_feats)
+        pos_x = x_embed[..., None] / dim_t
+        pos_y = y_embed[..., None] / dim_t
+        pos_x = torch.stack((pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()), dim=4).flatten(3)
+        pos_y = torch.stack((pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()), dim=4).flatten(3)
+        return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
+
+
+class LevelEmbedding(nn.Module):
+    """One learned d_model vector per feature level, added to that level's positional embedding.
+
+    Forward: (pos Float[B, C, H, W] of level ``level``, level int) -> Float[B, C, H, W].
+    """
+
+    def __init__(self, *, num_levels: int, d_model: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_levels, d_model))
+        nn.init.normal_(self.weight)
+
+    def forward(self, pos: torch.Tensor, level: int) -> torch.Tensor:
+        return pos + self.weight[level].view(1, -1, 1, 1)
+
+
+def build_position_encoding(cfg) -> PositionEmbeddingSine:
+    """Sine embedding with d_model / 2 features per axis (``cfg`` is a ModelConfig)."""
+    if cfg.d_model % 2 != 0:
+        raise ValueError(f"d_model must be even for the sine position embedding, got {cfg.d_model}")
+    return PositionEmbeddingSine(num_feats=cfg.d_model // 2)
