@@ -6,13 +6,19 @@ from posetr.ops.ms_deform_attn import (
     ms_deform_attn_backward,
 )
 from posetr.ops.ms_deform_attn_module import MSDeformAttn
+from posetr.ops.emsda import emsda, emsda_sample, emsda_sample_backward
+from posetr.ops.emsda_module import EMSDeformAttn
 from posetr.ops import reference
 
 __all__ = [
+    "EMSDeformAttn",
     "MSDeformAttn",
     "MSDeformAttnFunction",
     "MultiScaleDeformableAttnFunction",
     "ms_deform_attn",
     "ms_deform_attn_backward",
+    "emsda",
+    "emsda_sample",
+    "emsda_sample_backward",
     "reference",
 ]

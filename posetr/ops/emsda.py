@@ -92,7 +92,8 @@ def _check_projection(value, sampling_locations, weight, bias):
             f"{sampling_locations.shape[2]}, got shape {tuple(weight.shape)}"
         )
     for name, tensor in (("value_proj_weight", weight), ("value_proj_bias", bias)):
-        if tensor.dtype != value.dtype:
+        # A non-floating value is the sampling op's error to report.
+        if value.is_floating_point() and tensor.dtype != value.dtype:
             raise ValueError(f"{name} must have the dtype of value ({value.dtype}), got {tensor.dtype}")
 
 

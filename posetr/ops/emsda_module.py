@@ -1,0 +1,125 @@
+"""Poseur's efficient multi-scale deformable attention module on posetr's EMSDA op."""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from posetr.ops.emsda import emsda
+
+
+class EMSDeformAttn(nn.Module):
+    """Efficient multi-scale deformable attention (Mao et al., Poseur, ECCV 2022, sec. 3.3).
+
+    Poseur's ``MultiScaleDeformableAttention_post_value``: MSDA whose value projection is
+    applied to each head's sampled, aggregated C-vector instead of to the whole feature map.
+    Head m projects with rows ``m*D:(m+1)*D`` of ``value_proj`` (D = embed_dims // num_heads),
+    so the parameters (``sampling_offsets``, ``attention_weights``, ``value_proj``,
+    ``output_proj``) and their initialisation are mmcv's ``MultiScaleDeformableAttention``'s,
+    which Poseur inherits. Dropout and the residual connection belong to the caller.
+
+    Args:
+        embed_dims (int): hidden size C; must be divisible by ``num_heads``.
+        num_heads (int): number of attention heads M.
+        num_levels (int): number of feature levels L.
+        num_points (int): sampling points P per head and level.
+        im2col_step (int): passed to :func:`posetr.ops.emsda`.
+
+    Raises:
+        ValueError: ``embed_dims`` not divisible by ``num_heads``.
+    """
+
+    def __init__(self, embed_dims=256, num_heads=8, num_levels=4, num_points=4, im2col_step=64):
+        super().__init__()
+        if embed_dims % num_heads != 0:
+            raise ValueError(
+                f"embed_dims must be divisible by num_heads, got embed_dims={embed_dims}, num_heads={num_heads}"
+            )
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.num_levels = num_levels
+        self.num_points = num_points
+        self.im2col_step = im2col_step
+        self.sampling_offsets = nn.Linear(embed_dims, num_heads * num_levels * num_points * 2)
+        self.attention_weights = nn.Linear(embed_dims, num_heads * num_levels * num_points)
+        self.value_proj = nn.Linear(embed_dims, embed_dims)
+        self.output_proj = nn.Linear(embed_dims, embed_dims)
+        self.init_weights()
+
+    def init_weights(self):
+        """mmcv's ``MultiScaleDeformableAttention.init_weights``: zero offset weights with
+        head m's points starting in direction 2*pi*m/M at distances 1..P, uniform attention,
+        Xavier-uniform projections with zero bias."""
+        nn.init.constant_(self.sampling_offsets.weight, 0.0)
+        thetas = torch.arange(self.num_heads, dtype=torch.float32) * (2.0 * math.pi / self.num_heads)
+        grid = torch.stack([thetas.cos(), thetas.sin()], -1)
+        grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(self.num_heads, 1, 1, 2)
+        grid = grid.repeat(1, self.num_levels, self.num_points, 1)
+        grid = grid * torch.arange(1, self.num_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.view(-1))
+        nn.init.constant_(self.attention_weights.weight, 0.0)
+        nn.init.constant_(self.attention_weights.bias, 0.0)
+        nn.init.xavier_uniform_(self.value_proj.weight)
+        nn.init.constant_(self.value_proj.bias, 0.0)
+        nn.init.xavier_uniform_(self.output_proj.weight)
+        nn.init.constant_(self.output_proj.bias, 0.0)
+
+    def forward(
+        self,
+        query,
+        reference_points,
+        input_flatten,
+        input_spatial_shapes,
+        input_level_start_index,
+        input_padding_mask=None,
+    ):
+        """
+        Args:
+            query (Tensor[N, Lq, C]): queries (with their positional embedding added).
+            reference_points (Tensor[N, Lq, 2] or Tensor[N, Lq, L, 2]): normalised (x, y) in
+                [0, 1], shared by all levels or given per level; offsets are in pixels of
+                each level.
+            input_flatten (Tensor[N, S, C]): the flattened, un-projected multi-scale features.
+            input_spatial_shapes (Tensor[L, 2], int64): (H, W) per level.
+            input_level_start_index (Tensor[L], int64): start of each level in S.
+            input_padding_mask (Tensor[N, S], bool, optional): True at padding positions,
+                whose features are zeroed before sampling.
+
+        Returns:
+            Tensor[N, Lq, C].
+
+        Raises:
+            ValueError: ``reference_points`` not [N, Lq, 2] or [N, Lq, L, 2], and every
+                error of :func:`posetr.ops.emsda`.
+        """
+        N, Lq, _ = query.shape
+        M, L, P, C = self.num_heads, self.num_levels, self.num_points, self.embed_dims
+        value = input_flatten
+        if input_padding_mask is not None:
+            value = value.masked_fill(input_padding_mask[..., None], 0.0)
+        if reference_points.dim() == 3 and reference_points.shape[-1] == 2:
+            reference_points = reference_points[:, :, None, :]
+        elif not (reference_points.dim() == 4 and reference_points.shape[-2:] == (L, 2)):
+            raise ValueError(
+                f"reference_points must be [N, Lq, 2] or [N, Lq, L={L}, 2], got shape {tuple(reference_points.shape)}"
+            )
+        offsets = self.sampling_offsets(query).view(N, Lq, M, L, P, 2)
+        weights = self.attention_weights(query).view(N, Lq, M, L * P)
+        weights = F.softmax(weights, -1).view(N, Lq, M, L, P)
+        normalizer = torch.stack([input_spatial_shapes[..., 1], input_spatial_shapes[..., 0]], -1).to(offsets.dtype)
+        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+        # nn.Linear's weight is [M * D, C]: head m owns output rows m*D:(m+1)*D.
+        proj_weight = self.value_proj.weight.view(M, C // M, C).transpose(1, 2)
+        proj_bias = self.value_proj.bias.view(M, C // M)
+        output = emsda(
+            value,
+            input_spatial_shapes,
+            input_level_start_index,
+            locations,
+            weights,
+            proj_weight,
+            proj_bias,
+            self.im2col_step,
+        )
+        return self.output_proj(output)
