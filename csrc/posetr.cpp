@@ -29,4 +29,13 @@ TORCH_LIBRARY(posetr, m) {
       "_emsda_sample_backward(Tensor value, Tensor value_spatial_shapes, Tensor value_level_start_index, "
       "Tensor sampling_locations, Tensor attention_weights, Tensor grad_output, SymInt im2col_step) "
       "-> (Tensor, Tensor, Tensor)");
+  // Object keypoint similarity (pycocotools COCOeval.computeOks): every (prediction, person)
+  // pair for matching; matched pairs with an optional per-pair loss transform, and its backward.
+  m.def("pairwise_oks(Tensor pred, Tensor gt, Tensor visible, Tensor area, Tensor sigmas) -> Tensor");
+  m.def(
+      "oks(Tensor pred, Tensor gt, Tensor visible, Tensor area, Tensor sigmas, str transform=\"identity\", "
+      "float eps=1e-6) -> Tensor");
+  m.def(
+      "_oks_backward(Tensor grad, Tensor pred, Tensor gt, Tensor visible, Tensor area, Tensor sigmas, "
+      "str transform, float eps) -> Tensor");
 }

@@ -8,6 +8,8 @@ from posetr.ops.ms_deform_attn import (
 from posetr.ops.ms_deform_attn_module import MSDeformAttn
 from posetr.ops.emsda import emsda, emsda_sample, emsda_sample_backward
 from posetr.ops.emsda_module import EMSDeformAttn
+from posetr.ops.oks import oks, oks_loss, pairwise_oks
+from posetr.ops.oks_loss_module import OKSLoss
 from posetr.ops import reference
 
 __all__ = [
@@ -20,5 +22,9 @@ __all__ = [
     "emsda",
     "emsda_sample",
     "emsda_sample_backward",
+    "OKSLoss",
+    "oks",
+    "oks_loss",
+    "pairwise_oks",
     "reference",
 ]

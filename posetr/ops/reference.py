@@ -77,3 +77,50 @@ def emsda_pytorch(
     ).view(N, Lq, M, C)
     output = torch.einsum("nqmc,mcd->nqmd", sampled, value_proj_weight) + value_proj_bias
     return output.reshape(N, Lq, -1)
+
+
+# pycocotools' eps in COCOeval.computeOks, np.spacing(1).
+OKS_AREA_EPS = 2.220446049250313e-16
+
+
+def pairwise_oks_pytorch(pred, gt, visible, area, sigmas):
+    """OKS of every (prediction, person) pair with broadcast PyTorch ops (pycocotools ``computeOks``).
+
+    Args:
+        pred (Tensor[..., N, K, 2]): predicted keypoints, pixels.
+        gt (Tensor[..., M, K, 2]): ground-truth keypoints, pixels.
+        visible (Tensor[..., M, K], bool): True where the ground-truth keypoint is labelled (v > 0).
+        area (Tensor[..., M]): person areas, pixels^2.
+        sigmas (Tensor[K]): per-keypoint OKS sigmas.
+
+    Returns:
+        Tensor[..., N, M]: mean over labelled keypoints of ``exp(-d^2 / ((2 sigma)^2 (area + eps) 2))``;
+        0 for a person with no labelled keypoint.
+    """
+    d2 = (pred.unsqueeze(-3) - gt.unsqueeze(-4)).pow(2).sum(-1)  # [..., N, M, K]
+    denom = (2 * sigmas).pow(2) * (area.unsqueeze(-1) + OKS_AREA_EPS) * 2  # [..., M, K]
+    labelled = visible.unsqueeze(-3)
+    total = (torch.exp(-d2 / denom.unsqueeze(-3)) * labelled).sum(-1)
+    count = labelled.sum(-1)
+    return torch.where(count > 0, total / count.clamp(min=1), 0.0)
+
+
+def oks_pytorch(pred, gt, visible, area, sigmas):
+    """OKS of matched pairs (``pred[p]`` against ``gt[p]``): pred, gt Tensor[P, K, 2], visible Tensor[P, K],
+    area Tensor[P] -> Tensor[P]. Same formula and zero-label rule as :func:`pairwise_oks_pytorch`."""
+    d2 = (pred - gt).pow(2).sum(-1)  # [P, K]
+    denom = (2 * sigmas).pow(2) * (area.unsqueeze(-1) + OKS_AREA_EPS) * 2
+    total = (torch.exp(-d2 / denom) * visible).sum(-1)
+    count = visible.sum(-1)
+    return torch.where(count > 0, total / count.clamp(min=1), 0.0)
+
+
+def oks_loss_pytorch(pred, gt, visible, area, sigmas, mode="log", eps=1e-6, reduction="mean"):
+    """OKS loss of matched pairs: ``-log(clamp(OKS, eps))`` (PETR) or ``1 - OKS`` (ED-Pose),
+    reduced by "none", "mean" (over pairs; 0 for no pairs) or "sum"."""
+    oks = oks_pytorch(pred, gt, visible, area, sigmas)
+    loss = -oks.clamp(min=eps).log() if mode == "log" else 1 - oks
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    return total / max(loss.numel(), 1) if reduction == "mean" else total

@@ -1,0 +1,45 @@
+"""``OKSLoss``: the OKS loss of matched keypoint pairs as a module, for DETR-style criteria."""
+import torch
+from torch import nn
+
+from posetr.ops.oks import oks_loss
+
+
+class OKSLoss(nn.Module):
+    """OKS loss (PETR's ``-log(clamp(OKS, eps))`` or ED-Pose's ``1 - OKS``) of matched pairs.
+
+    Args:
+        sigmas (sequence of K floats or Tensor[K]): per-keypoint OKS sigmas, e.g.
+            ``posetr.data.keypoints.keypoint_info("coco").sigmas``; kept as a non-persistent buffer
+            (it follows ``.to(device)`` and stays out of checkpoints).
+        mode (str): "log" or "linear".
+        eps (float): OKS clamp for ``mode="log"``.
+        reduction (str): "none", "mean" or "sum".
+
+    Raises:
+        ValueError: ``sigmas`` not 1-D, unknown ``mode``/``reduction`` (checked here, not at the first call).
+
+    Weights are applied by the caller (criteria return unweighted losses).
+    """
+
+    def __init__(self, sigmas, mode="log", eps=1e-6, reduction="mean"):
+        super().__init__()
+        sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
+        if sigmas.dim() != 1:
+            raise ValueError(f"sigmas must be 1-D [K], got shape {tuple(sigmas.shape)}")
+        if mode not in ("log", "linear"):
+            raise ValueError(f"mode must be 'log' or 'linear', got {mode!r}")
+        if reduction not in ("none", "mean", "sum"):
+            raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+        self.register_buffer("sigmas", sigmas.clone(), persistent=False)
+        self.mode = mode
+        self.eps = eps
+        self.reduction = reduction
+
+    def forward(self, pred, gt, visible, area):
+        """pred Tensor[P, K, 2], gt Tensor[P, K, 2] (pixels), visible Tensor[P, K] bool, area Tensor[P]
+        (pixels^2) -> the loss (see :func:`posetr.ops.oks_loss`)."""
+        return oks_loss(pred, gt, visible, area, self.sigmas, mode=self.mode, eps=self.eps, reduction=self.reduction)
+
+    def extra_repr(self):
+        return f"num_keypoints={self.sigmas.numel()}, mode={self.mode!r}, eps={self.eps}, reduction={self.reduction!r}"
