@@ -87,8 +87,8 @@ class PETRCriterion(nn.Module):
         if pred.shape[0] == 0:
             return loss_kpt, keypoints.sum() * 0
         px = scale[:, None, :]
-        loss_oks = self.kernels.oks_loss(pred * px, gt[..., :2] * px, visible, area, self.sigmas,
-                                         mode="log", reduction="sum")
+        loss_oks = self.kernels.oks_loss(pred * px, gt[..., :2] * px, visible, area,
+                                         self.sigmas.to(pred.dtype), mode="log", reduction="sum")
         return loss_kpt, loss_oks / num_people
 
     def _layer_losses(self, out, targets, num_people, with_oks=True):

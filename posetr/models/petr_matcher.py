@@ -14,7 +14,7 @@ from torch import nn
 from posetr.models.kernels import Kernels
 
 
-def pad_targets(targets, num_keypoints: int, device):
+def pad_targets(targets, num_keypoints: int, device, dtype=torch.float32):
     """Stack per-image targets, padded to the largest person count G.
 
     Returns:
@@ -23,15 +23,15 @@ def pad_targets(targets, num_keypoints: int, device):
     """
     sizes = [int(t["keypoints"].shape[0]) for t in targets]
     B, G = len(targets), max(sizes, default=0)
-    keypoints = torch.zeros(B, G, num_keypoints, 3, device=device)
-    area = torch.ones(B, G, device=device)
-    scale = torch.zeros(B, 2, device=device)
+    keypoints = torch.zeros(B, G, num_keypoints, 3, device=device, dtype=dtype)
+    area = torch.ones(B, G, device=device, dtype=dtype)
+    scale = torch.zeros(B, 2, device=device, dtype=dtype)
     for b, t in enumerate(targets):
         g = sizes[b]
-        keypoints[b, :g] = t["keypoints"].to(device=device, dtype=torch.float32)
-        area[b, :g] = t["area"].to(device=device, dtype=torch.float32)
+        keypoints[b, :g] = t["keypoints"].to(device=device, dtype=dtype)
+        area[b, :g] = t["area"].to(device=device, dtype=dtype)
         h, w = (float(v) for v in t["size"])
-        scale[b] = torch.tensor([w, h], device=device)
+        scale[b, 0], scale[b, 1] = w, h
     return keypoints, area, scale, sizes
 
 
@@ -78,17 +78,20 @@ class PoseHungarianMatcher(nn.Module):
 
     @torch.no_grad()
     def forward(self, outputs: dict, targets: list) -> list:
-        logits = outputs["pred_logits"][..., 0].float()
-        pred = outputs["pred_keypoints"].float()
+        logits = outputs["pred_logits"][..., 0]
+        pred = outputs["pred_keypoints"]
+        if pred.dtype not in (torch.float32, torch.float64):  # bf16/fp16 autocast: match in float32
+            logits, pred = logits.float(), pred.float()
         B, N, K, _ = pred.shape
-        gt, area, scale, sizes = pad_targets(targets, K, pred.device)
+        gt, area, scale, sizes = pad_targets(targets, K, pred.device, pred.dtype)
         if max(sizes, default=0) == 0:
             empty = torch.zeros(0, dtype=torch.int64)
             return [(empty, empty) for _ in range(B)]
         cost = self.cost_class * focal_cost(logits, self.focal_alpha, self.focal_gamma)[:, :, None]
         cost = cost + self.cost_kpt * keypoint_l1_cost(pred, gt)
         px = scale[:, None, None, :]
-        oks = self.kernels.pairwise_oks(pred * px, gt[..., :2] * px, gt[..., 2] > 0, area, self.sigmas)
+        oks = self.kernels.pairwise_oks(pred * px, gt[..., :2] * px, gt[..., 2] > 0, area,
+                                        self.sigmas.to(pred.dtype))
         cost = cost + self.cost_oks * -oks
         return self.kernels.match(cost, sizes)
 
