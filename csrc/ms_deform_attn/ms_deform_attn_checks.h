@@ -79,4 +79,40 @@ inline MsdaSizes check_ms_deform_attn(const at::Tensor& value, const at::Tensor&
   return s;
 }
 
+// Checked, contiguous inputs of ms_deform_attn, as both backends consume them.
+struct MsdaInputs {
+  at::Tensor value, shapes, starts, locations, weights;
+  MsdaSizes sizes;
+};
+
+inline MsdaInputs prepare_ms_deform_attn(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
+                                         const at::Tensor& value_level_start_index,
+                                         const at::Tensor& sampling_locations, const at::Tensor& attention_weights,
+                                         int64_t im2col_step) {
+  const MsdaSizes s = check_ms_deform_attn(value, value_spatial_shapes, value_level_start_index, sampling_locations,
+                                           attention_weights, im2col_step);
+  return {value.contiguous(),         value_spatial_shapes.contiguous(), value_level_start_index.contiguous(),
+          sampling_locations.contiguous(), attention_weights.contiguous(), s};
+}
+
+// The gradients ms_deform_attn's backward fills. grad_value is accumulated in
+// float32 for half and bfloat16 (float64 for float64) and cast back at the end.
+struct MsdaGrads {
+  at::Tensor grad_output, grad_value_acc, grad_locations, grad_weights;
+};
+
+inline MsdaGrads prepare_ms_deform_attn_grads(const MsdaInputs& in, const at::Tensor& grad_output) {
+  const MsdaSizes& s = in.sizes;
+  check_dim(grad_output, "grad_output", 3, "[N, Lq, M * D]");
+  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef({s.N, s.Lq, s.M * s.D}),
+                    "grad_output must have shape [N, Lq, M * D] = [", s.N, ", ", s.Lq, ", ", s.M * s.D, "], got ",
+                    grad_output.sizes());
+  check_same_device(grad_output, "grad_output", in.value, "value");
+  const auto acc_dtype = in.value.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  return {grad_output.to(in.value.scalar_type()).contiguous(),
+          at::zeros(in.value.sizes(), in.value.options().dtype(acc_dtype)),
+          at::zeros(in.locations.sizes(), in.locations.options()),
+          at::zeros(in.weights.sizes(), in.weights.options())};
+}
+
 }  // namespace posetr

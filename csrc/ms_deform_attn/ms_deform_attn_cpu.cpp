@@ -107,18 +107,15 @@ void backward_heads(const scalar_t* value, const int64_t* shapes, const int64_t*
 at::Tensor ms_deform_attn_cpu(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
                               const at::Tensor& value_level_start_index, const at::Tensor& sampling_locations,
                               const at::Tensor& attention_weights, int64_t im2col_step) {
-  const MsdaSizes s = check_ms_deform_attn(value, value_spatial_shapes, value_level_start_index, sampling_locations,
-                                           attention_weights, im2col_step);
-  const auto v = value.contiguous();
-  const auto shapes = value_spatial_shapes.contiguous();
-  const auto starts = value_level_start_index.contiguous();
-  const auto loc = sampling_locations.contiguous();
-  const auto attn = attention_weights.contiguous();
+  const MsdaInputs in = prepare_ms_deform_attn(value, value_spatial_shapes, value_level_start_index,
+                                               sampling_locations, attention_weights, im2col_step);
+  const MsdaSizes& s = in.sizes;
   auto output = at::empty({s.N, s.Lq, s.M * s.D}, value.options());
   if (output.numel() == 0) return output;
   POSETR_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_cpu", [&] {
-    forward_rows<scalar_t>(v.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(), starts.data_ptr<int64_t>(),
-                           loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), s);
+    forward_rows<scalar_t>(in.value.data_ptr<scalar_t>(), in.shapes.data_ptr<int64_t>(),
+                           in.starts.data_ptr<int64_t>(), in.locations.data_ptr<scalar_t>(),
+                           in.weights.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), s);
   });
   return output;
 }
@@ -127,32 +124,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
     const at::Tensor& value, const at::Tensor& value_spatial_shapes, const at::Tensor& value_level_start_index,
     const at::Tensor& sampling_locations, const at::Tensor& attention_weights, const at::Tensor& grad_output,
     int64_t im2col_step) {
-  const MsdaSizes s = check_ms_deform_attn(value, value_spatial_shapes, value_level_start_index, sampling_locations,
-                                           attention_weights, im2col_step);
-  check_dim(grad_output, "grad_output", 3, "[N, Lq, M * D]");
-  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef({s.N, s.Lq, s.M * s.D}),
-                    "grad_output must have shape [N, Lq, M * D] = [", s.N, ", ", s.Lq, ", ", s.M * s.D, "], got ",
-                    grad_output.sizes());
-  const auto v = value.contiguous();
-  const auto shapes = value_spatial_shapes.contiguous();
-  const auto starts = value_level_start_index.contiguous();
-  const auto loc = sampling_locations.contiguous();
-  const auto attn = attention_weights.contiguous();
-  const auto go = grad_output.to(value.scalar_type()).contiguous();
-  // grad_value is accumulated in float32 for half and bfloat16 inputs.
-  const auto acc_dtype = value.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  auto grad_value = at::zeros(value.sizes(), value.options().dtype(acc_dtype));
-  auto grad_locations = at::zeros(sampling_locations.sizes(), sampling_locations.options());
-  auto grad_weights = at::zeros(attention_weights.sizes(), attention_weights.options());
-  if (go.numel() > 0 && value.numel() > 0) {
+  const MsdaInputs in = prepare_ms_deform_attn(value, value_spatial_shapes, value_level_start_index,
+                                               sampling_locations, attention_weights, im2col_step);
+  MsdaGrads g = prepare_ms_deform_attn_grads(in, grad_output);
+  if (g.grad_output.numel() > 0 && value.numel() > 0) {
     POSETR_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
-      backward_heads<scalar_t>(v.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(), starts.data_ptr<int64_t>(),
-                               loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(), go.data_ptr<scalar_t>(),
-                               grad_value.data_ptr<acc_type<scalar_t>>(), grad_locations.data_ptr<scalar_t>(),
-                               grad_weights.data_ptr<scalar_t>(), s);
+      backward_heads<scalar_t>(in.value.data_ptr<scalar_t>(), in.shapes.data_ptr<int64_t>(),
+                               in.starts.data_ptr<int64_t>(), in.locations.data_ptr<scalar_t>(),
+                               in.weights.data_ptr<scalar_t>(), g.grad_output.data_ptr<scalar_t>(),
+                               g.grad_value_acc.data_ptr<acc_type<scalar_t>>(), g.grad_locations.data_ptr<scalar_t>(),
+                               g.grad_weights.data_ptr<scalar_t>(), in.sizes);
     });
   }
-  return {grad_value.to(value.scalar_type()), grad_locations, grad_weights};
+  return {g.grad_value_acc.to(value.scalar_type()), g.grad_locations, g.grad_weights};
 }
 
 }  // namespace
