@@ -29,6 +29,12 @@ TORCH_LIBRARY(posetr, m) {
       "_emsda_sample_backward(Tensor value, Tensor value_spatial_shapes, Tensor value_level_start_index, "
       "Tensor sampling_locations, Tensor attention_weights, Tensor grad_output, SymInt im2col_step) "
       "-> (Tensor, Tensor, Tensor)");
+  // Batched linear assignment (scipy.optimize.linear_sum_assignment per item of cost[B, N, M]):
+  // row_ind, col_ind [B, min(N, M)] int64 padded with -1, status [B] int32 (0 ok, 1 invalid entries,
+  // 2 infeasible, 3 size out of range). num_rows/num_cols [B] int64 give each item's block.
+  m.def(
+      "batched_linear_sum_assignment(Tensor cost, Tensor? num_rows, Tensor? num_cols, bool maximize) "
+      "-> (Tensor, Tensor, Tensor)");
   // Object keypoint similarity (pycocotools COCOeval.computeOks): every (prediction, person)
   // pair for matching; matched pairs with an optional per-pair loss transform, and its backward.
   m.def("pairwise_oks(Tensor pred, Tensor gt, Tensor visible, Tensor area, Tensor sigmas) -> Tensor");

@@ -10,6 +10,7 @@ from posetr.ops.emsda import emsda, emsda_sample, emsda_sample_backward
 from posetr.ops.emsda_module import EMSDeformAttn
 from posetr.ops.oks import oks, oks_loss, pairwise_oks
 from posetr.ops.oks_loss_module import OKSLoss
+from posetr.ops.lap import assignment_to_pairs, batched_linear_sum_assignment, linear_sum_assignment
 from posetr.ops import reference
 
 __all__ = [
@@ -27,4 +28,7 @@ __all__ = [
     "oks_loss",
     "pairwise_oks",
     "reference",
+    "linear_sum_assignment",
+    "batched_linear_sum_assignment",
+    "assignment_to_pairs",
 ]
