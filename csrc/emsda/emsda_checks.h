@@ -28,12 +28,13 @@ inline EmsdaSizes check_emsda_sample(const at::Tensor& value, const at::Tensor& 
   return s;
 }
 
-// grad_output of the sampling op must be [N, Lq, M, C].
-inline void check_emsda_grad_output(const at::Tensor& grad_output, const EmsdaSizes& s) {
+// grad_output of the sampling op must be [N, Lq, M, C] on the device of value.
+inline void check_emsda_grad_output(const at::Tensor& grad_output, const EmsdaSizes& s, const at::Tensor& value) {
   check_dim(grad_output, "grad_output", 4, "[N, Lq, M, C]");
   TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef({s.N, s.Lq, s.M, s.C}),
                     "grad_output must have shape [N, Lq, M, C] = [", s.N, ", ", s.Lq, ", ", s.M, ", ", s.C, "], got ",
                     grad_output.sizes());
+  check_same_device(grad_output, "grad_output", value, "value");
 }
 
 }  // namespace posetr

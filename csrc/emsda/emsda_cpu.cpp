@@ -164,7 +164,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emsda_sample_backward_cpu(
     int64_t im2col_step) {
   const EmsdaSizes s = check_emsda_sample(value, value_spatial_shapes, value_level_start_index, sampling_locations,
                                           attention_weights, im2col_step);
-  check_emsda_grad_output(grad_output, s);
+  check_emsda_grad_output(grad_output, s, value);
   const auto v = value.contiguous();
   const auto shapes = value_spatial_shapes.contiguous();
   const auto starts = value_level_start_index.contiguous();

@@ -1,0 +1,146 @@
+"""EMSDA profile cases at Poseur's decoder shape, and a peak-memory probe.
+
+posetr's fused :func:`posetr.ops.emsda` is timed against Poseur's formulation on
+posetr's own kernel: repeat the value once per head, :func:`posetr.ops.ms_deform_attn`
+with D = C, per-head einsum projection.
+
+Peak memory of one forward+backward, each variant in a fresh process (max RSS)::
+
+    python -m posetr.profile.emsda --memory
+"""
+import argparse
+import json
+import resource
+import subprocess
+import sys
+
+import torch
+
+from posetr.ops.emsda import emsda
+from posetr.ops.ms_deform_attn import ms_deform_attn
+from posetr.profile import Case
+
+# (name, crops N, levels (H, W), queries Lq, channels C, heads M, points P)
+SHAPES = [
+    # 256x192 crops, strides 4, 8, 16, 32; 17 keypoints x (1 + 3 noisy copies) in training.
+    ("Poseur decoder", 16, [(64, 48), (32, 24), (16, 12), (8, 6)], 68, 256, 8, 4),
+]
+
+
+def make_inputs(N, levels, Lq, C, M, P, device, dtype=torch.float32, requires_grad=False, seed=0):
+    """Random EMSDA inputs: value, shapes, starts, locations, weights, W [M, C, C // M], b."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = torch.tensor(levels, dtype=torch.int64)
+    areas = shapes[:, 0] * shapes[:, 1]
+    starts = torch.cat([areas.new_zeros(1), areas.cumsum(0)[:-1]])
+    S, L, D = int(areas.sum()), len(levels), C // M
+    value = torch.randn(N, S, C, generator=gen)
+    locations = torch.rand(N, Lq, M, L, P, 2, generator=gen)
+    weights = torch.rand(N, Lq, M, L, P, generator=gen)
+    weights = weights / weights.sum((-1, -2), keepdim=True)
+    weight = torch.randn(M, C, D, generator=gen) / C**0.5
+    bias = torch.randn(M, D, generator=gen)
+    tensors = [
+        t.to(device=device, dtype=dtype).requires_grad_(requires_grad)
+        for t in (value, locations, weights, weight, bias)
+    ]
+    value, locations, weights, weight, bias = tensors
+    return value, shapes.to(device), starts.to(device), locations, weights, weight, bias
+
+
+def repeat_msda_einsum(value, shapes, starts, locations, weights, weight, bias):
+    """Poseur's formulation on posetr's MSDA kernel: the reference EMSDA is timed against."""
+    N, S, C = value.shape
+    Lq, M = locations.shape[1:3]
+    repeated = value[:, :, None, :].repeat(1, 1, M, 1)
+    sampled = ms_deform_attn(repeated, shapes, starts, locations, weights).view(N, Lq, M, C)
+    return (torch.einsum("nqmc,mcd->nqmd", sampled, weight) + bias).flatten(2)
+
+
+VARIANTS = {"posetr": emsda, "reference": repeat_msda_einsum}
+
+
+def _forward(fn):
+    def run(inputs):
+        with torch.no_grad():
+            return fn(*inputs)
+
+    return run
+
+
+def _forward_backward(fn):
+    def run(inputs):
+        out = fn(*inputs)
+        out.backward(torch.ones_like(out))
+        return out
+
+    return run
+
+
+def cases(device):
+    result = []
+    for name, N, levels, Lq, C, M, P in SHAPES:
+        for mode, wrap, grad in (("forward", _forward, False), ("forward+backward", _forward_backward, True)):
+            result.append(
+                Case(
+                    op="emsda",
+                    shape=name,
+                    mode=mode,
+                    setup=lambda N=N, levels=levels, Lq=Lq, C=C, M=M, P=P, grad=grad: make_inputs(
+                        N, levels, Lq, C, M, P, device, requires_grad=grad
+                    ),
+                    posetr=wrap(VARIANTS["posetr"]),
+                    reference=wrap(VARIANTS["reference"]),
+                )
+            )
+    return result
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _measure(variant):
+    """Peak RSS of one CPU forward+backward of `variant` at the first shape, in this process."""
+    _, N, levels, Lq, C, M, P = SHAPES[0]
+    inputs = make_inputs(N, levels, Lq, C, M, P, "cpu", requires_grad=True)
+    before = _rss_bytes()
+    _forward_backward(VARIANTS[variant])(inputs)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return dict(variant=variant, peak_rss_mib=peak / 2**20, peak_above_inputs_mib=(peak - before) / 2**20)
+
+
+def peak_memory():
+    """{variant: measurement}, each variant measured in a fresh subprocess."""
+    results = {}
+    for variant in VARIANTS:
+        out = subprocess.run(
+            [sys.executable, "-m", "posetr.profile.emsda", "--measure", variant],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--memory", action="store_true", help="peak RSS of each variant, one process each")
+    parser.add_argument("--measure", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(_measure(args.measure)))
+    elif args.memory:
+        results = peak_memory()
+        for r in results.values():
+            print(f"{r['variant']:<10} peak RSS {r['peak_rss_mib']:8.1f} MiB, above inputs {r['peak_above_inputs_mib']:8.1f} MiB")
+        ratio = results["reference"]["peak_above_inputs_mib"] / results["posetr"]["peak_above_inputs_mib"]
+        print(f"reference / posetr (above inputs): {ratio:.1f}x")
+    else:
+        parser.print_help()
+
+
+if __name__ == "__main__":
+    main()
