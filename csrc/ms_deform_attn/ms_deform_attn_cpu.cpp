@@ -9,6 +9,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "common/bilinear.h"
@@ -18,6 +19,53 @@
 namespace posetr {
 namespace {
 
+// One in-map sample of an (n, q, m) row: its corners, the element offset of its
+// level's (n, m) plane in value, its index in sampling_locations / attention_weights
+// and its level's size.
+template <typename acc_t>
+struct Sample {
+  BilinearCorners<acc_t> c;
+  int64_t level, idx, H, W;
+};
+
+// Asks for the first cache lines of a corner row, so that the misses of all the
+// samples of a row overlap instead of arriving one after another.
+template <typename T>
+inline void prefetch_row(const T* row, int64_t D) {
+  const char* bytes = reinterpret_cast<const char*>(row);
+  const int64_t size = std::min<int64_t>(D * static_cast<int64_t>(sizeof(T)), 256);
+  for (int64_t b = 0; b < size; b += 64) __builtin_prefetch(bytes + b);
+}
+
+// Collects the in-map samples of row (n, q, m) = `row` into `out` and prefetches
+// their corners in `value` (and in `grad_value`, when given). Returns their number.
+template <typename acc_t, typename scalar_t>
+int64_t gather_samples(const scalar_t* value, const acc_t* grad_value, const int64_t* shapes, const int64_t* starts,
+                       const scalar_t* locations, int64_t row, int64_t n, int64_t m, const MsdaSizes& s,
+                       Sample<acc_t>* out) {
+  const int64_t MD = s.M * s.D;
+  int64_t count = 0;
+  for (int64_t l = 0; l < s.L; ++l) {
+    const int64_t H = shapes[2 * l], W = shapes[2 * l + 1];
+    const int64_t level = ((n * s.S + starts[l]) * s.M + m) * s.D;
+    for (int64_t p = 0; p < s.P; ++p) {
+      Sample<acc_t>& sample = out[count];
+      sample.idx = (row * s.L + l) * s.P + p;
+      if (!bilinear_corners<acc_t>(locations[2 * sample.idx], locations[2 * sample.idx + 1], H, W, sample.c)) continue;
+      sample.level = level;
+      sample.H = H;
+      sample.W = W;
+      for (int i = 0; i < 4; ++i) {
+        if (!sample.c.valid[i]) continue;
+        prefetch_row(value + level + sample.c.offset[i] * MD, s.D);
+        if (grad_value != nullptr) prefetch_row(grad_value + level + sample.c.offset[i] * MD, s.D);
+      }
+      ++count;
+    }
+  }
+  return count;
+}
+
 template <typename scalar_t>
 void forward_rows(const scalar_t* value, const int64_t* shapes, const int64_t* starts, const scalar_t* locations,
                   const scalar_t* weights, scalar_t* output, const MsdaSizes& s) {
@@ -26,30 +74,28 @@ void forward_rows(const scalar_t* value, const int64_t* shapes, const int64_t* s
   const int64_t grain = std::max<int64_t>(1, 4096 / (s.M * s.L * s.P * std::max<int64_t>(D, 1)));
   at::parallel_for(0, s.N * s.Lq, grain, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(D);
+    std::vector<Sample<acc_t>> samples(s.L * s.P);
     for (int64_t nq = begin; nq < end; ++nq) {
       const int64_t n = nq / s.Lq;
       for (int64_t m = 0; m < s.M; ++m) {
+        const int64_t row = nq * s.M + m;
+        const int64_t count = gather_samples<acc_t, scalar_t>(value, nullptr, shapes, starts, locations, row, n, m, s,
+                                                              samples.data());
         std::fill(acc.begin(), acc.end(), acc_t(0));
-        for (int64_t l = 0; l < s.L; ++l) {
-          const int64_t H = shapes[2 * l], W = shapes[2 * l + 1];
-          const scalar_t* level = value + ((n * s.S + starts[l]) * s.M + m) * D;
-          for (int64_t p = 0; p < s.P; ++p) {
-            const int64_t idx = ((nq * s.M + m) * s.L + l) * s.P + p;
-            BilinearCorners<acc_t> c;
-            if (!bilinear_corners<acc_t>(locations[2 * idx], locations[2 * idx + 1], H, W, c)) continue;
-            const acc_t a = weights[idx];
-            for (int i = 0; i < 4; ++i) {
-              if (!c.valid[i]) continue;
-              const scalar_t* v = level + c.offset[i] * MD;
-              const acc_t w = a * c.weight[i];
-              acc_t* out = acc.data();
+        acc_t* out = acc.data();
+        for (int64_t k = 0; k < count; ++k) {
+          const Sample<acc_t>& sample = samples[k];
+          const acc_t a = weights[sample.idx];
+          for (int i = 0; i < 4; ++i) {
+            if (!sample.c.valid[i]) continue;
+            const scalar_t* v = value + sample.level + sample.c.offset[i] * MD;
+            const acc_t w = a * sample.c.weight[i];
 #pragma omp simd
-              for (int64_t d = 0; d < D; ++d) out[d] += w * static_cast<acc_t>(v[d]);
-            }
+            for (int64_t d = 0; d < D; ++d) out[d] += w * static_cast<acc_t>(v[d]);
           }
         }
-        scalar_t* row = output + (nq * s.M + m) * D;
-        for (int64_t d = 0; d < D; ++d) row[d] = static_cast<scalar_t>(acc[d]);
+        scalar_t* dst = output + row * D;
+        for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<scalar_t>(acc[d]);
       }
     }
   });
@@ -63,41 +109,39 @@ void backward_heads(const scalar_t* value, const int64_t* shapes, const int64_t*
   const int64_t D = s.D, MD = s.M * s.D;
   at::parallel_for(0, s.N * s.M, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> go(D);
+    std::vector<Sample<acc_t>> samples(s.L * s.P);
     for (int64_t nm = begin; nm < end; ++nm) {
       const int64_t n = nm / s.M, m = nm % s.M;
       for (int64_t q = 0; q < s.Lq; ++q) {
-        const int64_t nq = n * s.Lq + q;
-        const scalar_t* go_row = grad_output + (nq * s.M + m) * D;
+        const int64_t row = (n * s.Lq + q) * s.M + m;
+        const int64_t count = gather_samples<acc_t, scalar_t>(value, grad_value, shapes, starts, locations, row, n, m,
+                                                              s, samples.data());
+        const scalar_t* go_row = grad_output + row * D;
         for (int64_t d = 0; d < D; ++d) go[d] = static_cast<acc_t>(go_row[d]);
-        for (int64_t l = 0; l < s.L; ++l) {
-          const int64_t H = shapes[2 * l], W = shapes[2 * l + 1];
-          const int64_t level_offset = ((n * s.S + starts[l]) * s.M + m) * D;
-          for (int64_t p = 0; p < s.P; ++p) {
-            const int64_t idx = ((nq * s.M + m) * s.L + l) * s.P + p;
-            BilinearCorners<acc_t> c;
-            if (!bilinear_corners<acc_t>(locations[2 * idx], locations[2 * idx + 1], H, W, c)) continue;
-            const acc_t a = weights[idx];
-            acc_t dot[4] = {0, 0, 0, 0};
-            for (int i = 0; i < 4; ++i) {
-              if (!c.valid[i]) continue;
-              const scalar_t* v = value + level_offset + c.offset[i] * MD;
-              acc_t* gv = grad_value + level_offset + c.offset[i] * MD;
-              const acc_t w = a * c.weight[i];
-              const acc_t* g = go.data();
-              acc_t sum = 0;
+        const acc_t* g = go.data();
+        for (int64_t k = 0; k < count; ++k) {
+          const Sample<acc_t>& sample = samples[k];
+          const acc_t a = weights[sample.idx];
+          acc_t dot[4] = {0, 0, 0, 0};
+          for (int i = 0; i < 4; ++i) {
+            if (!sample.c.valid[i]) continue;
+            const int64_t offset = sample.level + sample.c.offset[i] * MD;
+            const scalar_t* v = value + offset;
+            acc_t* gv = grad_value + offset;
+            const acc_t w = a * sample.c.weight[i];
+            acc_t sum = 0;
 #pragma omp simd reduction(+ : sum)
-              for (int64_t d = 0; d < D; ++d) {
-                sum += g[d] * static_cast<acc_t>(v[d]);
-                gv[d] += w * g[d];
-              }
-              dot[i] = sum;
+            for (int64_t d = 0; d < D; ++d) {
+              sum += g[d] * static_cast<acc_t>(v[d]);
+              gv[d] += w * g[d];
             }
-            grad_weights[idx] = static_cast<scalar_t>(bilinear_combine(c, dot));
-            acc_t gx = 0, gy = 0;
-            bilinear_location_grad(c, dot, H, W, a, gx, gy);
-            grad_locations[2 * idx] = static_cast<scalar_t>(gx);
-            grad_locations[2 * idx + 1] = static_cast<scalar_t>(gy);
+            dot[i] = sum;
           }
+          grad_weights[sample.idx] = static_cast<scalar_t>(bilinear_combine(sample.c, dot));
+          acc_t gx = 0, gy = 0;
+          bilinear_location_grad(sample.c, dot, sample.H, sample.W, a, gx, gy);
+          grad_locations[2 * sample.idx] = static_cast<scalar_t>(gx);
+          grad_locations[2 * sample.idx + 1] = static_cast<scalar_t>(gy);
         }
       }
     }
