@@ -45,9 +45,9 @@ def get_kernels(ops: str) -> Kernels:
     """
     if ops == "posetr":
         import posetr.ops as P
-        from posetr.models.matcher import match_batched
+        from posetr.models.matcher import match
 
-        return Kernels(P.ms_deform_attn, P.pairwise_oks, P.oks_loss, match_batched)
+        return Kernels(P.ms_deform_attn, P.pairwise_oks, P.oks_loss, match)
     if ops == "reference":
         from posetr.ops import reference as R
 
