@@ -81,6 +81,8 @@ void scatter_blocks(const scalar_t* value, const int64_t* shapes, const int64_t*
       const int64_t n = task / blocks, block = task % blocks;
       const int64_t c0 = block * width, c1 = std::min(C, c0 + width), cw = c1 - c0;
       acc_t* dots = partial_dots + block * samples * 4;
+      // The task zeroes the slice it owns (grad_value is allocated uninitialised).
+      for (int64_t i = 0; i < s.S; ++i) std::fill_n(grad_value + (n * s.S + i) * C + c0, cw, acc_t(0));
       for (int64_t q = 0; q < s.Lq; ++q) {
         const int64_t nq = n * s.Lq + q;
         for (int64_t m = 0; m < s.M; ++m) {
@@ -93,6 +95,7 @@ void scatter_blocks(const scalar_t* value, const int64_t* shapes, const int64_t*
             for (int64_t p = 0; p < s.P; ++p) {
               const int64_t idx = ((nq * s.M + m) * s.L + l) * s.P + p;
               acc_t* dot = dots + 4 * idx;
+              std::fill_n(dot, 4, acc_t(0));
               BilinearCorners<acc_t> c;
               if (!emsda_corners<acc_t>(locations, idx, H, W, c)) continue;
               const acc_t a = weights[idx];
@@ -173,12 +176,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emsda_sample_backward_cpu(
   const auto go = grad_output.to(value.scalar_type()).contiguous();
   // grad_value and the partial dots are accumulated in float32 for half and bfloat16.
   const auto acc_options = value.options().dtype(value.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
-  auto grad_value = at::zeros(value.sizes(), acc_options);
+  const bool work = go.numel() > 0 && value.numel() > 0;
+  // scatter_blocks fills grad_value and the partial dots in full, zeroing each task's
+  // grad_value slice itself: one pass over the memory instead of a fill, then the scatter.
+  auto grad_value = work ? at::empty(value.sizes(), acc_options) : at::zeros(value.sizes(), acc_options);
   auto grad_locations = at::zeros(sampling_locations.sizes(), sampling_locations.options());
   auto grad_weights = at::zeros(attention_weights.sizes(), attention_weights.options());
-  if (go.numel() > 0 && value.numel() > 0) {
+  if (work) {
     const int64_t blocks = channel_blocks(s);
-    auto partial_dots = at::zeros({blocks, s.N * s.Lq * s.M * s.L * s.P, 4}, acc_options);
+    auto partial_dots = at::empty({blocks, s.N * s.Lq * s.M * s.L * s.P, 4}, acc_options);
     POSETR_DISPATCH_FLOATING_TYPES(value.scalar_type(), "emsda_sample_backward_cpu", [&] {
       using acc_t = acc_type<scalar_t>;
       scatter_blocks<scalar_t>(v.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(), starts.data_ptr<int64_t>(),

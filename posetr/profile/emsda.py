@@ -70,6 +70,9 @@ def _forward(fn):
 
 def _forward_backward(fn):
     def run(inputs):
+        # As after optimizer.zero_grad(set_to_none=True): gradients are assigned, not accumulated.
+        for t in inputs:
+            t.grad = None
         out = fn(*inputs)
         out.backward(torch.ones_like(out))
         return out
