@@ -75,7 +75,8 @@ def test_matches_poseur_formulation_float64(device, sizes):
 def test_matches_on_fresh_random_inputs(seed):
     gen = torch.Generator().manual_seed(100 + seed)
     N, Lq, M, C, P = (int(torch.randint(1, 5, (1,), generator=gen)) for _ in range(5))
-    levels = [tuple(int(x) for x in torch.randint(1, 9, (2,), generator=gen)) for _ in range(int(torch.randint(1, 4, (1,), generator=gen)))]
+    num_levels = int(torch.randint(1, 4, (1,), generator=gen))
+    levels = [tuple(int(x) for x in torch.randint(1, 9, (2,), generator=gen)) for _ in range(num_levels)]
     assert_matches_reference(make_inputs(N=N, levels=levels, Lq=Lq, M=M, C=C, P=P, D=3, seed=seed))
 
 

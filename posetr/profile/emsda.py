@@ -4,9 +4,11 @@ posetr's fused :func:`posetr.ops.emsda` is timed against Poseur's formulation on
 posetr's own kernel: repeat the value once per head, :func:`posetr.ops.ms_deform_attn`
 with D = C, per-head einsum projection.
 
-Peak memory of one forward+backward, each variant in a fresh process (max RSS)::
+Peak memory of one forward+backward, each variant in a fresh process (max RSS), and
+the time of the sampling and the projection alone::
 
     python -m posetr.profile.emsda --memory
+    python -m posetr.profile.emsda --components
 """
 import argparse
 import json
@@ -128,17 +130,52 @@ def peak_memory():
     return results
 
 
+def components(repeats=5):
+    """Median ms of EMSDA's two halves alone (sampling op, einsum projection), forward and
+    forward+backward, at the first shape on the CPU: how much a fused projection could save."""
+    from posetr.ops.emsda import emsda_sample
+    from posetr.profile import time_call
+
+    _, N, levels, Lq, C, M, P = SHAPES[0]
+    inputs = make_inputs(N, levels, Lq, C, M, P, "cpu", requires_grad=True)
+    value, shapes, starts, locations, weights, weight, bias = inputs
+    sampled = emsda_sample(value, shapes, starts, locations, weights).detach().requires_grad_(True)
+
+    def sample(inputs):
+        return emsda_sample(*inputs[:5])
+
+    def project(inputs):
+        return torch.einsum("nqmc,mcd->nqmd", inputs[0], inputs[1]) + inputs[2]
+
+    sample_inputs = (value, shapes, starts, locations, weights)
+    project_inputs = (sampled, weight, bias)
+    rows = {
+        "sampling forward": (_forward(lambda *a: sample(a)), sample_inputs),
+        "projection forward": (_forward(lambda *a: project(a)), project_inputs),
+        "sampling forward+backward": (_forward_backward(lambda *a: sample(a)), sample_inputs),
+        "projection forward+backward": (_forward_backward(lambda *a: project(a)), project_inputs),
+    }
+    return {name: time_call(fn, inputs, "cpu", repeats) * 1e3 for name, (fn, inputs) in rows.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--memory", action="store_true", help="peak RSS of each variant, one process each")
+    parser.add_argument("--components", action="store_true", help="time the sampling and the projection alone")
     parser.add_argument("--measure", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(_measure(args.measure)))
+    elif args.components:
+        for name, ms in components().items():
+            print(f"{name:<30}{ms:10.1f} ms")
     elif args.memory:
         results = peak_memory()
         for r in results.values():
-            print(f"{r['variant']:<10} peak RSS {r['peak_rss_mib']:8.1f} MiB, above inputs {r['peak_above_inputs_mib']:8.1f} MiB")
+            print(
+                f"{r['variant']:<10} peak RSS {r['peak_rss_mib']:8.1f} MiB, "
+                f"above inputs {r['peak_above_inputs_mib']:8.1f} MiB"
+            )
         ratio = results["reference"]["peak_above_inputs_mib"] / results["posetr"]["peak_above_inputs_mib"]
         print(f"reference / posetr (above inputs): {ratio:.1f}x")
     else:
