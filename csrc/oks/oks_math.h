@@ -12,6 +12,7 @@
 
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 
 #include "common/host_device.h"
@@ -21,11 +22,18 @@ namespace posetr {
 // pycocotools' eps, np.spacing(1).
 constexpr double kOksAreaEps = 2.220446049250313e-16;
 
-// The factor c with e = c * d^2 for one keypoint: 1 / ((2 sigma)^2 * (area + eps) * 2).
+// e = c * d^2 with c = inv_var * inv_area: 1 / ((2 sigma)^2 * 2) per keypoint and
+// 1 / (area + eps) per person, so that a kernel divides once per keypoint type and
+// once per person. (pycocotools divides d^2 by each factor; results differ by a few ulp.)
 template <typename acc_t>
-POSETR_HD acc_t oks_scale(acc_t sigma, acc_t area) {
+POSETR_HD acc_t oks_inv_var(acc_t sigma) {
   const acc_t two_sigma = acc_t(2) * sigma;
-  return acc_t(1) / (two_sigma * two_sigma * (area + static_cast<acc_t>(kOksAreaEps)) * acc_t(2));
+  return acc_t(1) / (two_sigma * two_sigma * acc_t(2));
+}
+
+template <typename acc_t>
+POSETR_HD acc_t oks_inv_area(acc_t area) {
+  return acc_t(1) / (area + static_cast<acc_t>(kOksAreaEps));
 }
 
 // exp(-e) for e >= 0 (NaN propagates). Float32 host code uses a polynomial the
@@ -33,7 +41,15 @@ POSETR_HD acc_t oks_scale(acc_t sigma, acc_t area) {
 // |r| <= ln2/2 and a degree-7 Taylor tail, within 2 ulp of expf; 0 for e > 87,
 // where expf is below the smallest normal float. Everything else uses std::exp.
 inline float exp_neg_poly(float e) {
-  const float x = e < 87.0f ? -e : -87.0f;
+  // The range tests are integer arithmetic on the bits of |e| (monotonic for
+  // non-negative floats): GCC does not vectorise floating-point comparisons inside
+  // a loop under its default -ftrapping-math.
+  constexpr int32_t kMaxBits = std::bit_cast<int32_t>(87.0f);
+  constexpr int32_t kInfBits = std::bit_cast<int32_t>(__builtin_inff());
+  const int32_t mag = std::bit_cast<int32_t>(e) & 0x7fffffff;
+  const int32_t over = (kMaxBits - mag) >> 31;  // all ones where |e| > 87 or e is NaN
+  const int32_t nan = (kInfBits - mag) >> 31;   // all ones where e is NaN
+  const float x = -std::bit_cast<float>(mag + ((kMaxBits - mag) & over));  // -min(|e|, 87)
   // n = round(x / ln2): adding and subtracting 1.5 * 2^23 rounds to nearest.
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   // r = x - n * ln2, with ln2 split in two so that n * 0.693359375 is exact.
@@ -47,8 +63,8 @@ inline float exp_neg_poly(float e) {
   p = p * r + 1.0f;
   p = p * r + 1.0f;
   // 2^n through the exponent bits (n in [-126, 0]).
-  const float pow2 = std::bit_cast<float>((static_cast<int>(n) + 127) << 23);
-  return e >= 87.0f ? 0.0f : (e < 87.0f ? p * pow2 : e);
+  const float value = p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  return std::bit_cast<float>((std::bit_cast<int32_t>(value) & ~over) | (mag & nan));
 }
 
 template <typename acc_t>
@@ -59,11 +75,17 @@ POSETR_HD acc_t oks_exp_neg(acc_t e) {
   return std::exp(-e);
 }
 
-// One keypoint's term exp(-c * d^2) for the prediction (px, py) and ground truth (gx, gy).
+// Squared pixel distance between a prediction (px, py) and a ground truth (gx, gy).
+template <typename acc_t>
+POSETR_HD acc_t oks_sq_dist(acc_t px, acc_t py, acc_t gx, acc_t gy) {
+  const acc_t dx = px - gx, dy = py - gy;
+  return dx * dx + dy * dy;
+}
+
+// One keypoint's term exp(-c * d^2).
 template <typename acc_t>
 POSETR_HD acc_t oks_term(acc_t px, acc_t py, acc_t gx, acc_t gy, acc_t scale) {
-  const acc_t dx = px - gx, dy = py - gy;
-  return oks_exp_neg(scale * (dx * dx + dy * dy));
+  return oks_exp_neg(scale * oks_sq_dist(px, py, gx, gy));
 }
 
 // OKS from the sum of a person's terms and its number of labelled keypoints (0 -> OKS 0).
@@ -101,15 +123,15 @@ POSETR_HD acc_t oks_transform_grad(acc_t oks, OksTransform transform, acc_t eps)
   }
 }
 
-// Adds the gradient of one keypoint's term exp(-c d^2) with respect to the
-// prediction, times `weight`: d/dpx = -2 c dx exp(-c d^2).
+// Gradient of one keypoint's term with respect to the prediction, from the term
+// t = exp(-c d^2) already computed: d t / d px = -2 c (px - gx) t (and likewise y),
+// times `weight`.
 template <typename acc_t>
-POSETR_HD void oks_term_grad(acc_t px, acc_t py, acc_t gx, acc_t gy, acc_t scale, acc_t weight, acc_t& grad_x,
-                             acc_t& grad_y) {
-  const acc_t dx = px - gx, dy = py - gy;
-  const acc_t g = acc_t(-2) * scale * oks_exp_neg(scale * (dx * dx + dy * dy)) * weight;
-  grad_x = g * dx;
-  grad_y = g * dy;
+POSETR_HD void oks_term_grad(acc_t px, acc_t py, acc_t gx, acc_t gy, acc_t scale, acc_t term, acc_t weight,
+                             acc_t& grad_x, acc_t& grad_y) {
+  const acc_t g = acc_t(-2) * scale * term * weight;
+  grad_x = g * (px - gx);
+  grad_y = g * (py - gy);
 }
 
 }  // namespace posetr

@@ -1,8 +1,9 @@
 """Object keypoint similarity (OKS): pairwise for matching, matched pairs and the OKS loss.
 
 ``torch.ops.posetr.pairwise_oks``, ``oks`` and ``_oks_backward`` are implemented in C++
-(CPU) and CUDA with the math of ``csrc/oks/oks_math.h``; this module registers their fake
-kernels and the gradient of ``oks`` and exposes the functional API.
+(CPU) and CUDA with the math of ``csrc/oks/oks_math.h``; the gradient of ``oks`` is a C++
+autograd kernel (per-call overhead matters at PETR's size); this module registers the fake
+kernels and exposes the functional API.
 
 OKS is pycocotools' ``COCOeval.computeOks``: for a person with area ``s`` (pixels^2) and a
 prediction at squared pixel distance ``d^2`` from keypoint k,
@@ -147,15 +148,4 @@ if HAS_EXTENSION:
     def _oks_backward_fake(grad, pred, gt, visible, area, sigmas, transform, eps):
         return pred.new_empty(pred.shape)
 
-    def _setup_context(ctx, inputs, output):
-        pred, gt, visible, area, sigmas, transform, eps = inputs
-        ctx.save_for_backward(pred, gt, visible, area, sigmas)
-        ctx.transform = transform
-        ctx.eps = eps
-
-    def _backward(ctx, grad):
-        grad_pred = torch.ops.posetr._oks_backward(grad, *ctx.saved_tensors, ctx.transform, ctx.eps)
-        grad_gt = -grad_pred if ctx.needs_input_grad[1] else None
-        return grad_pred, grad_gt, None, None, None, None, None
-
-    torch.library.register_autograd("posetr::oks", _backward, setup_context=_setup_context)
+    # The gradient of posetr::oks is registered in C++ (csrc/oks/oks_autograd.cpp).
