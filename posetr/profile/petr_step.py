@@ -1,0 +1,62 @@
+"""PETR-R50 training step (forward, matching, losses, backward) on posetr's kernels vs the references.
+
+Both models hold the same weights (opera's PETR-R50 configuration, ``ModelConfig()``); ``ops: posetr``
+runs MSDA, OKS and the batched Hungarian matcher on posetr's ops, ``ops: reference`` on the PyTorch
+oracles and scipy once per image. One image, 3 people, dropout off so both do the same work.
+"""
+import dataclasses
+
+import torch
+
+from posetr.profile import Case
+
+IMAGE_SIZE = 512
+NUM_PEOPLE = 3
+
+
+def _targets(num_people, size, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centre = torch.rand(num_people, 1, 2, generator=g) * 0.5 + 0.25
+    xy = (centre + (torch.rand(num_people, 17, 2, generator=g) - 0.5) * 0.3).clamp(0.02, 0.98)
+    lo, hi = xy.amin(1), xy.amax(1)
+    return {"keypoints": torch.cat([xy, torch.full((num_people, 17, 1), 2.0)], -1),
+            "area": (hi - lo).prod(-1) * size * size * 0.6, "boxes": torch.cat([(lo + hi) / 2, hi - lo], -1),
+            "labels": torch.zeros(num_people, dtype=torch.long), "size": torch.tensor([size, size]),
+            "orig_size": torch.tensor([size, size]), "image_id": seed}
+
+
+def _setup(device):
+    from posetr.models import ModelConfig, build_model
+
+    cfg = dataclasses.replace(ModelConfig(), dropout=0.0)
+    torch.manual_seed(0)
+    steps = {}
+    state = None
+    for ops in ("posetr", "reference"):
+        model, criterion, _ = build_model(dataclasses.replace(cfg, ops=ops))
+        if state is None:
+            state = model.state_dict()
+        model.load_state_dict(state)
+        steps[ops] = (model.to(device).train(), criterion.to(device))
+    images = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE, device=device)
+    masks = torch.zeros(1, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.bool, device=device)
+    targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in _targets(NUM_PEOPLE, IMAGE_SIZE).items()}]
+    return steps, images, masks, targets
+
+
+def _step(ops):
+    def run(inputs):
+        steps, images, masks, targets = inputs
+        model, criterion = steps[ops]
+        model.zero_grad(set_to_none=True)
+        losses = criterion(model(images, masks), targets)
+        sum(criterion.weight_dict[k] * v for k, v in losses.items() if k in criterion.weight_dict).backward()
+
+    return run
+
+
+def cases(device):
+    """One case: the PETR-R50 training step at 1 x 3 x 512 x 512."""
+    return [Case(op="petr_step", shape=f"PETR-R50 1x3x{IMAGE_SIZE}x{IMAGE_SIZE}, {NUM_PEOPLE} people",
+                 mode="train step", setup=lambda: _setup(device), posetr=_step("posetr"),
+                 reference=_step("reference"))]
