@@ -32,8 +32,9 @@ TORCH_LIBRARY(posetr, m) {
   // Batched linear assignment (scipy.optimize.linear_sum_assignment per item of cost[B, N, M]):
   // row_ind, col_ind [B, min(N, M)] int64 padded with -1, status [B] int32 (0 ok, 1 invalid entries,
   // 2 infeasible, 3 size out of range). num_rows/num_cols [B] int64 give each item's block.
+  // check: the CPU kernel raises scipy's ValueError for a failed item (CUDA never syncs to raise).
   m.def(
-      "batched_linear_sum_assignment(Tensor cost, Tensor? num_rows, Tensor? num_cols, bool maximize) "
+      "batched_linear_sum_assignment(Tensor cost, Tensor? num_rows, Tensor? num_cols, bool maximize, bool check) "
       "-> (Tensor, Tensor, Tensor)");
   // Object keypoint similarity (pycocotools COCOeval.computeOks): every (prediction, person)
   // pair for matching; matched pairs with an optional per-pair loss transform, and its backward.

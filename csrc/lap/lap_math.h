@@ -51,17 +51,18 @@ POSETR_HD LapShape lap_shape(int64_t n, int64_t m) {
   return LapShape{transpose ? m : n, transpose ? n : m, transpose};
 }
 
-// Entry (i, j) of the solved problem from the item's cost block (row stride sr,
-// column stride sc, in elements), transposed and negated as scipy does.
+// Entry (i, j) of the solved problem: `sign` (-1 under maximize, else 1) times the
+// input entry, widened to float64 as scipy does. A transposed problem is read by
+// swapping the strides (s_row, s_col).
 template <typename scalar_t>
-POSETR_HD double lap_load_cost(const scalar_t* block, int64_t sr, int64_t sc, bool transpose, bool maximize, int64_t i,
+POSETR_HD double lap_load_cost(const scalar_t* block, int64_t s_row, int64_t s_col, double sign, int64_t i,
                                int64_t j) {
-  const double x = transpose ? static_cast<double>(block[j * sr + i * sc]) : static_cast<double>(block[i * sr + j * sc]);
-  return maximize ? -x : x;
+  return sign * static_cast<double>(block[i * s_row + j * s_col]);
 }
 
-// scipy's validity test, applied to the transformed cost.
-POSETR_HD bool lap_cost_invalid(double x) { return x != x || x == -static_cast<double>(INFINITY); }
+// scipy's validity test (NaN or -inf), applied to the transformed cost; written
+// as one comparison so that it vectorises.
+POSETR_HD bool lap_cost_invalid(double x) { return !(x > -static_cast<double>(INFINITY)); }
 
 // Reduced cost of column j seen from row i at path length min_val, in scipy's
 // evaluation order (((min_val + c) - u_i) - v_j): exact equality needs that order.
@@ -130,11 +131,13 @@ POSETR_HD void lap_update_duals(double min_val, double* u, double* v, const doub
 }
 
 // Flips the alternating path that ends at `sink` (scipy's "augment previous
-// solution"); row cur_row gets its first column.
-POSETR_HD void lap_augment(const int32_t* path, int32_t* row4col, int32_t* col4row, int64_t sink, int64_t cur_row) {
+// solution"); row cur_row gets its first column. path_t is int32_t or a double
+// holding an exact row index (the CPU's vector-friendly layout).
+template <typename path_t>
+POSETR_HD void lap_augment(const path_t* path, int32_t* row4col, int32_t* col4row, int64_t sink, int64_t cur_row) {
   int32_t j = static_cast<int32_t>(sink);
   while (true) {
-    const int32_t i = path[j];
+    const int32_t i = static_cast<int32_t>(path[j]);
     row4col[j] = i;
     const int32_t previous = col4row[i];
     col4row[i] = j;

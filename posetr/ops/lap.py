@@ -17,10 +17,11 @@ __all__ = ["linear_sum_assignment", "batched_linear_sum_assignment", "assignment
 # status codes of the op (csrc/lap/lap_math.h).
 LAP_STATUS = {0: "ok", 1: "invalid numeric entries", 2: "infeasible", 3: "size out of range"}
 _MESSAGES = {1: "matrix contains invalid numeric entries", 2: "cost matrix is infeasible"}
+_SOLVED_DTYPES = (torch.float32, torch.float64)
 
 
 
-def _scipy_op(cost, num_rows, num_cols, maximize):
+def _scipy_op(cost, num_rows, num_cols, maximize, check):
     """The op's contract with a loop of scipy calls: the fallback without posetr._C."""
     from scipy.optimize import linear_sum_assignment as scipy_lsa
 
@@ -35,6 +36,8 @@ def _scipy_op(cost, num_rows, num_cols, maximize):
         try:
             r, c = scipy_lsa(block[: rows[b], : cols[b]], maximize=maximize)
         except ValueError as exc:
+            if check:
+                raise ValueError(str(exc) if B == 1 else f"cost[{b}]: {exc}") from None
             status[b] = 1 if "invalid" in str(exc) else 2
             continue
         row_ind[b, : len(r)] = torch.from_numpy(r)
@@ -43,19 +46,6 @@ def _scipy_op(cost, num_rows, num_cols, maximize):
 
 
 _op = torch.ops.posetr.batched_linear_sum_assignment.default if HAS_EXTENSION else _scipy_op
-
-
-def _raise_for_status(status, what="cost"):
-    """Raises scipy's ValueError for the first failed item of a CPU status tensor."""
-    failed = status.nonzero()
-    if failed.numel() == 0:
-        return
-    b = int(failed[0, 0])
-    code = int(status[b])
-    message = _MESSAGES.get(code, f"{what} item {b}: {LAP_STATUS.get(code, code)}")
-    if status.numel() > 1:
-        message = f"{what}[{b}]: {message}"
-    raise ValueError(message)
 
 
 def batched_linear_sum_assignment(cost, num_rows=None, num_cols=None, maximize=False, return_status=False):
@@ -80,9 +70,11 @@ def batched_linear_sum_assignment(cost, num_rows=None, num_cols=None, maximize=F
         (all -1 for a failed item). ``(row_ind, col_ind, status)`` if ``return_status``.
 
     Raises:
-        ValueError: ``cost`` not 3-D or not real; sizes of the wrong shape or dtype.
-            On the CPU also, naming the first failed item: "matrix contains invalid
-            numeric entries", "cost matrix is infeasible", or a size outside [0, N] / [0, M].
+        ValueError: ``cost`` not 3-D; sizes of the wrong shape or dtype. On the CPU
+            (unless ``return_status``) also for the first failed item b:
+            "cost[b]: matrix contains invalid numeric entries" or "cost[b]: cost matrix
+            is infeasible" (no prefix when B == 1), and for a size outside [0, N] / [0, M].
+        TypeError: ``cost`` not a tensor, or complex.
 
     CUDA: the call never synchronises with the host, so it cannot raise for a
     failed item; such items come back as -1 and their status says why (check it
@@ -90,16 +82,14 @@ def batched_linear_sum_assignment(cost, num_rows=None, num_cols=None, maximize=F
     """
     if not isinstance(cost, torch.Tensor):
         raise TypeError(f"cost must be a torch.Tensor [B, N, M], got {type(cost).__name__}")
-    if cost.dtype not in (torch.float32, torch.float64):
+    if cost.dtype not in _SOLVED_DTYPES:
         cost = _as_float(cost)
-    device = cost.device
     if num_rows is not None and not isinstance(num_rows, torch.Tensor):
-        num_rows = torch.as_tensor(num_rows, dtype=torch.int64, device=device)
+        num_rows = torch.as_tensor(num_rows, dtype=torch.int64, device=cost.device)
     if num_cols is not None and not isinstance(num_cols, torch.Tensor):
-        num_cols = torch.as_tensor(num_cols, dtype=torch.int64, device=device)
-    row_ind, col_ind, status = _op(cost, num_rows, num_cols, maximize)
-    if device.type == "cpu":
-        _raise_for_status(status)
+        num_cols = torch.as_tensor(num_cols, dtype=torch.int64, device=cost.device)
+    # check: the CPU kernel raises for a failed item; CUDA never does (no sync).
+    row_ind, col_ind, status = _op(cost, num_rows, num_cols, maximize, not return_status)
     if return_status:
         return row_ind, col_ind, status
     return row_ind, col_ind
@@ -161,28 +151,27 @@ def linear_sum_assignment(cost_matrix, maximize=False):
         cost = cost.astype(np.float64)
     if not cost.dtype.isnative:
         cost = cost.astype(cost.dtype.newbyteorder("="))
-    row_ind, col_ind, status = _op(torch.from_numpy(cost).unsqueeze(0), None, None, maximize)
-    if status[0]:
-        raise ValueError(_MESSAGES[int(status[0])])
+    row_ind, col_ind, _ = _op(torch.from_numpy(cost).unsqueeze(0), None, None, maximize, True)
     return row_ind[0].numpy(), col_ind[0].numpy()
 
 
 def _solve_tensor(cost, maximize):
     if cost.dim() != 2:
         raise ValueError(f"expected a matrix (2-D array), got a {cost.dim()}-D array")
-    if cost.dtype not in (torch.float32, torch.float64):
+    if cost.dtype not in _SOLVED_DTYPES:
         cost = _as_float(cost)
-    row_ind, col_ind, status = _op(cost.detach().unsqueeze(0), None, None, maximize)
-    code = int(status[0])  # synchronises on CUDA: scipy's contract needs the error here
-    if code:
-        raise ValueError(_MESSAGES[code])
+    row_ind, col_ind, status = _op(cost.detach().unsqueeze(0), None, None, maximize, True)
+    if cost.is_cuda:
+        code = int(status[0])  # synchronises: scipy's contract raises here
+        if code:
+            raise ValueError(_MESSAGES.get(code, LAP_STATUS.get(code)))
     return row_ind[0], col_ind[0]
 
 
 if HAS_EXTENSION:
 
     @torch.library.register_fake("posetr::batched_linear_sum_assignment")
-    def _batched_linear_sum_assignment_fake(cost, num_rows, num_cols, maximize):
+    def _batched_linear_sum_assignment_fake(cost, num_rows, num_cols, maximize, check):
         torch._check(cost.dim() == 3, lambda: f"cost must be a 3-D tensor [B, N, M], got {tuple(cost.shape)}")
         B, N, M = cost.shape
         K = torch.sym_min(N, M)
