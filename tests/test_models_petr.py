@@ -183,3 +183,20 @@ def test_overfit_two_images_loss_decreases(ops):
         optimizer.step()
         history.append(loss.item())
     assert sum(history[-5:]) / 5 < 0.6 * sum(history[:5]) / 5, history
+
+
+@pytest.mark.parametrize("ops", OPS)
+def test_bf16_autocast_step(ops):
+    torch.manual_seed(0)
+    model, criterion, post = build_model(tiny_config(ops=ops))
+    images, masks, targets = make_batch()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = model(images, masks)
+        losses = criterion(out, targets)
+    total = sum(criterion.weight_dict[k] * v.float() for k, v in losses.items())
+    assert torch.isfinite(total)
+    total.backward()
+    model.eval()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        results = post(model(images, masks), torch.tensor([[64, 96], [64, 80]]))
+    assert results[0]["keypoints"].shape == (10, 17, 3)

@@ -45,7 +45,11 @@ class DeformableAttention(MSDeformAttn):
         return value, offsets, weights
 
     def _attend(self, value, spatial_shapes, level_start_index, locations, weights):
-        out = self.attn_fn(value, spatial_shapes, level_start_index, locations, weights, self.im2col_step)
+        # Under bf16/fp16 autocast the projections are low precision but the locations (reference points +
+        # offsets) are float32: run the kernel in the widest dtype so locations keep their precision.
+        dtype = torch.promote_types(torch.promote_types(value.dtype, locations.dtype), weights.dtype)
+        out = self.attn_fn(value.to(dtype), spatial_shapes, level_start_index, locations.to(dtype),
+                           weights.to(dtype), self.im2col_step)
         return self.output_proj(out)
 
     def forward(self, query, reference_points, value, spatial_shapes, level_start_index, padding_mask=None):
