@@ -16,9 +16,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERFIT = os.path.join(REPO, "configs", "petr_overfit_coco_sample.yaml")
 
 
-def _small_config(tmp_path, **train):
+def _small_config(tmp_path, model=None, **train):
     with open(OVERFIT) as f:
         values = yaml.safe_load(f)
+    values["model"].update(model or {})
     values["data"].update(test_size=128, max_size=160, batch_size=2, num_workers=0)
     values["train"].update(epochs=1, repeats=1, device="cpu", **train)
     path = tmp_path / "cfg.yaml"
@@ -77,7 +78,9 @@ def test_short_petr_run_through_the_cli(tmp_path, shared_data):
     """A few iterations of the real model: train -> checkpoint -> metrics.json -> eval -> predict."""
     pytest.importorskip("posetr.models.petr")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cfg = _small_config(tmp_path)
+    tiny = dict(backbone_width=8, d_model=32, dim_feedforward=64, enc_layers=1, num_queries=10,
+                kpt_branch_hidden=32, num_detections=10)
+    cfg = _small_config(tmp_path, model=tiny)
     root = os.path.join(shared_data, "coco_sample")
     out = tmp_path / "out"
 
