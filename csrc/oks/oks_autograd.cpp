@@ -1,5 +1,6 @@
-// Autograd kernel of posetr::oks, for every backend: the forward redispatches to the
-// CPU or CUDA kernel and the backward calls posetr::_oks_backward.
+// Autograd kernels of the OKS ops, for every backend. posetr::oks: the forward
+// redispatches to the CPU or CUDA kernel and the backward calls posetr::_oks_backward.
+// posetr::pairwise_oks is not differentiable: autograd falls through to the kernel.
 //
 // It is written in C++ rather than with torch.library.register_autograd because the
 // op's main use (PETR's OKS loss on ~600 matched pairs per step) is a few tens of
@@ -70,6 +71,8 @@ at::Tensor oks_autograd(const at::Tensor& pred, const at::Tensor& gt, const at::
 
 TORCH_LIBRARY_IMPL(posetr, Autograd, m) {
   m.impl("oks", &oks_autograd);
+  // A matching cost: its output never requires grad (like a detached tensor).
+  m.impl("pairwise_oks", torch::CppFunction::makeFallthrough());
 }
 
 }  // namespace posetr

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <string_view>
+#include <utility>
 
 #include "common/checks.h"
 #include "oks/oks_math.h"
@@ -95,6 +96,25 @@ inline std::pair<int64_t, int64_t> check_matched_oks(const at::Tensor& pred, con
   TORCH_CHECK_VALUE(area.dim() == 1 && area.size(0) == P, "area must have shape [P] = [", P, "], got ", area.sizes());
   check_oks_dtypes(pred, gt, visible, area, sigmas, K);
   return {P, K};
+}
+
+// The copies of area and sigmas the kernels read, in the accumulation type of pred
+// (float64 for float64, else float32: a float16 area would overflow at 65504 pixels^2),
+// contiguous; their values are checked.
+inline std::pair<at::Tensor, at::Tensor> oks_acc_area_sigmas(const at::Tensor& pred, const at::Tensor& area,
+                                                             const at::Tensor& sigmas) {
+  const auto acc = pred.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  auto a = area.to(acc).contiguous();
+  auto s = sigmas.to(acc).contiguous();
+  check_oks_value_ranges(a, s);
+  return {a, s};
+}
+
+// The incoming gradient of _oks_backward: Tensor[P] on pred's device.
+inline void check_oks_grad(const at::Tensor& grad, const at::Tensor& pred, int64_t P) {
+  TORCH_CHECK_VALUE(grad.dim() == 1 && grad.size(0) == P, "grad must have shape [P] = [", P, "], got ", grad.sizes());
+  check_floating(grad, "grad");
+  check_same_device(grad, "grad", pred, "pred");
 }
 
 // The per-pair transform of the fused `oks` op: "identity" (OKS), "log" (-log(max(OKS, eps)))

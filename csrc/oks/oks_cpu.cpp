@@ -144,8 +144,7 @@ POSETR_OKS_CLONES void matched_block(const float* pred, const float* gt, const u
                               grad_pred);
 }
 
-// The accumulation-type copies of area and sigmas the kernels read (values checked),
-// and 1 / ((2 sigma)^2 * 2) per keypoint.
+// 1 / ((2 sigma)^2 * 2) per keypoint.
 template <typename acc_t>
 std::vector<acc_t> inv_vars(const at::Tensor& sigmas) {
   const acc_t* s = sigmas.data_ptr<acc_t>();
@@ -154,19 +153,11 @@ std::vector<acc_t> inv_vars(const at::Tensor& sigmas) {
   return out;
 }
 
-std::pair<at::Tensor, at::Tensor> acc_area_sigmas(const at::Tensor& pred, const at::Tensor& area,
-                                                  const at::Tensor& sigmas) {
-  const auto acc = pred.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  auto a = area.to(acc).contiguous();
-  auto s = sigmas.to(acc).contiguous();
-  check_oks_value_ranges(a, s);
-  return {a, s};
-}
 
 at::Tensor pairwise_oks_cpu(const at::Tensor& pred, const at::Tensor& gt, const at::Tensor& visible,
                             const at::Tensor& area, const at::Tensor& sigmas) {
   const PairwiseOksSizes s = check_pairwise_oks(pred, gt, visible, area, sigmas);
-  const auto [a, sig] = acc_area_sigmas(pred, area, sigmas);
+  const auto [a, sig] = oks_acc_area_sigmas(pred, area, sigmas);
   const auto g = gt.contiguous();
   const auto v = visible.contiguous();
   auto out = s.batched ? at::empty({s.B, s.N, s.M}, pred.options()) : at::empty({s.N, s.M}, pred.options());
@@ -229,7 +220,7 @@ at::Tensor oks_cpu(const at::Tensor& pred, const at::Tensor& gt, const at::Tenso
                    const at::Tensor& sigmas, c10::string_view transform, double eps) {
   const auto [P, K] = check_matched_oks(pred, gt, visible, area, sigmas);
   const OksTransform t = parse_oks_transform(transform, eps);
-  const auto [a, sig] = acc_area_sigmas(pred, area, sigmas);
+  const auto [a, sig] = oks_acc_area_sigmas(pred, area, sigmas);
   auto out = at::empty({P}, pred.options());
   if (P == 0) return out;
   run_matched_pairs(pred.contiguous(), gt.contiguous(), visible.contiguous(), a, sig, t, eps, out, at::Tensor(),
@@ -242,8 +233,8 @@ at::Tensor oks_backward_cpu(const at::Tensor& grad, const at::Tensor& pred, cons
                             c10::string_view transform, double eps) {
   const auto [P, K] = check_matched_oks(pred, gt, visible, area, sigmas);
   const OksTransform t = parse_oks_transform(transform, eps);
-  TORCH_CHECK_VALUE(grad.dim() == 1 && grad.size(0) == P, "grad must have shape [P] = [", P, "], got ", grad.sizes());
-  const auto [a, sig] = acc_area_sigmas(pred, area, sigmas);
+  check_oks_grad(grad, pred, P);
+  const auto [a, sig] = oks_acc_area_sigmas(pred, area, sigmas);
   const auto p = pred.contiguous();
   auto grad_pred = at::empty_like(p);
   if (grad_pred.numel() == 0) return grad_pred;

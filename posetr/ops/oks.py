@@ -26,6 +26,12 @@ _MODES = ("log", "linear")
 _REDUCTIONS = ("none", "mean", "sum")
 
 
+def _sigmas_tensor(sigmas, pred):
+    """A sequence of sigmas as a tensor in pred's accumulation precision, on pred's device."""
+    dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32
+    return torch.as_tensor(sigmas, dtype=dtype, device=pred.device)
+
+
 def pairwise_oks(pred, gt, visible, area, sigmas):
     """OKS of every (prediction, ground-truth person) pair, e.g. for Hungarian matching (cost ``-OKS``).
 
@@ -53,10 +59,10 @@ def pairwise_oks(pred, gt, visible, area, sigmas):
             ``gt`` of another dtype, non-bool ``visible``, negative or NaN ``area``, non-positive ``sigmas``.
         RuntimeError: inputs on different devices.
 
-    Not differentiable (matching only): backward through it raises.
+    Not differentiable (a matching cost): the output never requires grad, like a detached tensor.
     """
     if not isinstance(sigmas, torch.Tensor):
-        sigmas = torch.as_tensor(sigmas, dtype=torch.float32, device=pred.device)
+        sigmas = _sigmas_tensor(sigmas, pred)
     if not HAS_EXTENSION:
         warn_fallback("pairwise_oks")
         return pairwise_oks_pytorch(pred, gt, visible, area, sigmas)
@@ -82,7 +88,7 @@ def oks(pred, gt, visible, area, sigmas):
     Differentiable with respect to ``pred`` (and ``gt``) through a fused backward kernel.
     """
     if not isinstance(sigmas, torch.Tensor):
-        sigmas = torch.as_tensor(sigmas, dtype=torch.float32, device=pred.device)
+        sigmas = _sigmas_tensor(sigmas, pred)
     if not HAS_EXTENSION:
         warn_fallback("oks")
         return oks_pytorch(pred, gt, visible, area, sigmas)
@@ -117,7 +123,7 @@ def oks_loss(pred, gt, visible, area, sigmas, mode="log", eps=1e-6, reduction="m
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if not isinstance(sigmas, torch.Tensor):
-        sigmas = torch.as_tensor(sigmas, dtype=torch.float32, device=pred.device)
+        sigmas = _sigmas_tensor(sigmas, pred)
     if not HAS_EXTENSION:
         warn_fallback("oks_loss")
         return oks_loss_pytorch(pred, gt, visible, area, sigmas, mode, eps, reduction)

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 # One module per op, in the order the table lists them.
-MODULES = ["ms_deform_attn", "emsda", "lap"]
+MODULES = ["ms_deform_attn", "emsda", "lap", "oks"]
 
 
 @dataclass
