@@ -22,8 +22,9 @@ from posetr.ops.reference import oks_loss_pytorch, oks_pytorch, pairwise_oks_pyt
 
 __all__ = ["pairwise_oks", "oks", "oks_loss"]
 
-_MODES = ("log", "linear")
-_REDUCTIONS = ("none", "mean", "sum")
+# oks_loss modes (PETR, ED-Pose) and reductions.
+MODES = ("log", "linear")
+REDUCTIONS = ("none", "mean", "sum")
 
 
 def _sigmas_tensor(sigmas, pred):
@@ -118,10 +119,10 @@ def oks_loss(pred, gt, visible, area, sigmas, mode="log", eps=1e-6, reduction="m
         ValueError: unknown ``mode`` or ``reduction``, non-positive ``eps`` with ``mode="log"``,
             and every error of :func:`oks`.
     """
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if not isinstance(sigmas, torch.Tensor):
         sigmas = _sigmas_tensor(sigmas, pred)
     if not HAS_EXTENSION:

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from posetr.ops.oks import oks_loss
+from posetr.ops.oks import MODES, REDUCTIONS, oks_loss
 
 
 class OKSLoss(nn.Module):
@@ -27,10 +27,10 @@ class OKSLoss(nn.Module):
         sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
         if sigmas.dim() != 1:
             raise ValueError(f"sigmas must be 1-D [K], got shape {tuple(sigmas.shape)}")
-        if mode not in ("log", "linear"):
-            raise ValueError(f"mode must be 'log' or 'linear', got {mode!r}")
-        if reduction not in ("none", "mean", "sum"):
-            raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.register_buffer("sigmas", sigmas.clone(), persistent=False)
         self.mode = mode
         self.eps = eps
