@@ -5,18 +5,19 @@
 #include <ATen/ATen.h>
 
 #include "common/checks.h"
-#include "emsda/emsda_math.h"
+#include "common/sampling.h"
 #include "ms_deform_attn/ms_deform_attn_checks.h"
 
 namespace posetr {
 
-inline EmsdaSizes check_emsda_sample(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
+inline SamplingSizes check_emsda_sample(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
                                      const at::Tensor& value_level_start_index, const at::Tensor& sampling_locations,
                                      const at::Tensor& attention_weights, int64_t im2col_step) {
   check_dim(value, "value", 3, "[N, S, C] (un-projected features)");
   check_floating(value, "value");
   TORCH_CHECK_VALUE(im2col_step > 0, "im2col_step must be positive, got ", im2col_step);
-  EmsdaSizes s{value.size(0), value.size(1), value.size(2), 0, 0, 0, 0};
+  // Every head reads all C channels of the one value map: value_heads = 1, D = C.
+  SamplingSizes s{value.size(0), value.size(1), 0, value.size(2), 0, 0, 0, /*value_heads=*/1};
   check_levels(value_spatial_shapes, value_level_start_index, s.S, value, "value");
   s.L = value_spatial_shapes.size(0);
   // The heads come from the sampling locations: every head reads the same value.
@@ -29,10 +30,10 @@ inline EmsdaSizes check_emsda_sample(const at::Tensor& value, const at::Tensor& 
 }
 
 // grad_output of the sampling op must be [N, Lq, M, C] on the device of value.
-inline void check_emsda_grad_output(const at::Tensor& grad_output, const EmsdaSizes& s, const at::Tensor& value) {
+inline void check_emsda_grad_output(const at::Tensor& grad_output, const SamplingSizes& s, const at::Tensor& value) {
   check_dim(grad_output, "grad_output", 4, "[N, Lq, M, C]");
-  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef({s.N, s.Lq, s.M, s.C}),
-                    "grad_output must have shape [N, Lq, M, C] = [", s.N, ", ", s.Lq, ", ", s.M, ", ", s.C, "], got ",
+  TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef({s.N, s.Lq, s.M, s.D}),
+                    "grad_output must have shape [N, Lq, M, C] = [", s.N, ", ", s.Lq, ", ", s.M, ", ", s.D, "], got ",
                     grad_output.sizes());
   check_same_device(grad_output, "grad_output", value, "value");
 }

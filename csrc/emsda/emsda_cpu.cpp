@@ -2,8 +2,7 @@
 // un-projected value map (no M-fold copy); the per-head projection is a batched
 // matmul in posetr/ops/emsda.py.
 //
-// Forward: one task per block of (n, q) rows; each (n, q, m) row accumulates its C
-// channels in float32 (float64 for float64 inputs) and is written once.
+// Forward: common/sampling_cpu.h, shared with MSDA (value_heads = 1).
 // Backward: every head of batch item n scatters into grad_value[n], so tasks own
 // (n, channel block) pairs instead of heads: a task adds into grad_value[n, :, block]
 // only and keeps its partial dot products (per sample and corner) in its own slice
@@ -18,61 +17,24 @@
 
 #include "common/dispatch.h"
 #include "emsda/emsda_checks.h"
-#include "emsda/emsda_math.h"
+#include "common/sampling_cpu.h"
 
 namespace posetr {
 namespace {
 
-template <typename scalar_t>
-void sample_rows(const scalar_t* value, const int64_t* shapes, const int64_t* starts, const scalar_t* locations,
-                 const scalar_t* weights, scalar_t* output, const EmsdaSizes& s) {
-  using acc_t = acc_type<scalar_t>;
-  const int64_t C = s.C;
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.M * s.L * s.P * C));
-  at::parallel_for(0, s.N * s.Lq, grain, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(C);
-    for (int64_t nq = begin; nq < end; ++nq) {
-      const int64_t n = nq / s.Lq;
-      for (int64_t m = 0; m < s.M; ++m) {
-        std::fill(acc.begin(), acc.end(), acc_t(0));
-        acc_t* out = acc.data();
-        for (int64_t l = 0; l < s.L; ++l) {
-          const int64_t H = shapes[2 * l], W = shapes[2 * l + 1];
-          const scalar_t* level = value + (n * s.S + starts[l]) * C;
-          for (int64_t p = 0; p < s.P; ++p) {
-            const int64_t idx = ((nq * s.M + m) * s.L + l) * s.P + p;
-            BilinearCorners<acc_t> c;
-            if (!emsda_corners<acc_t>(locations, idx, H, W, c)) continue;
-            const acc_t a = weights[idx];
-            for (int i = 0; i < 4; ++i) {
-              if (!c.valid[i]) continue;
-              const scalar_t* v = level + c.offset[i] * C;
-              const acc_t w = a * c.weight[i];
-#pragma omp simd
-              for (int64_t d = 0; d < C; ++d) out[d] += w * static_cast<acc_t>(v[d]);
-            }
-          }
-        }
-        scalar_t* row = output + (nq * s.M + m) * C;
-        for (int64_t d = 0; d < C; ++d) row[d] = static_cast<scalar_t>(acc[d]);
-      }
-    }
-  });
-}
-
 // Channel blocks per batch item: enough (n, block) tasks to keep every thread busy
 // when N is small, blocks of at least 16 channels so the inner loops stay vectorised.
-int64_t channel_blocks(const EmsdaSizes& s) {
+int64_t channel_blocks(const SamplingSizes& s) {
   const int64_t wanted = (4 * at::get_num_threads() + s.N - 1) / s.N;
-  return std::clamp<int64_t>(wanted, 1, std::max<int64_t>(1, s.C / 16));
+  return std::clamp<int64_t>(wanted, 1, std::max<int64_t>(1, s.D / 16));
 }
 
 template <typename scalar_t>
 void scatter_blocks(const scalar_t* value, const int64_t* shapes, const int64_t* starts, const scalar_t* locations,
                     const scalar_t* weights, const scalar_t* grad_output, acc_type<scalar_t>* grad_value,
-                    acc_type<scalar_t>* partial_dots, int64_t blocks, const EmsdaSizes& s) {
+                    acc_type<scalar_t>* partial_dots, int64_t blocks, const SamplingSizes& s) {
   using acc_t = acc_type<scalar_t>;
-  const int64_t C = s.C;
+  const int64_t C = s.D;
   const int64_t width = (C + blocks - 1) / blocks;
   const int64_t samples = s.N * s.Lq * s.M * s.L * s.P;
   at::parallel_for(0, s.N * blocks, 1, [&](int64_t begin, int64_t end) {
@@ -97,7 +59,7 @@ void scatter_blocks(const scalar_t* value, const int64_t* shapes, const int64_t*
               acc_t* dot = dots + 4 * idx;
               std::fill_n(dot, 4, acc_t(0));
               BilinearCorners<acc_t> c;
-              if (!emsda_corners<acc_t>(locations, idx, H, W, c)) continue;
+              if (!sample_corners<acc_t>(locations, idx, H, W, c)) continue;
               const acc_t a = weights[idx];
               for (int i = 0; i < 4; ++i) {
                 if (!c.valid[i]) continue;
@@ -123,7 +85,7 @@ void scatter_blocks(const scalar_t* value, const int64_t* shapes, const int64_t*
 template <typename scalar_t>
 void finish_samples(const int64_t* shapes, const scalar_t* locations, const scalar_t* weights,
                     const acc_type<scalar_t>* partial_dots, int64_t blocks, scalar_t* grad_locations,
-                    scalar_t* grad_weights, const EmsdaSizes& s) {
+                    scalar_t* grad_weights, const SamplingSizes& s) {
   using acc_t = acc_type<scalar_t>;
   const int64_t samples = s.N * s.Lq * s.M * s.L * s.P;
   at::parallel_for(0, samples, 2048, [&](int64_t begin, int64_t end) {
@@ -131,12 +93,12 @@ void finish_samples(const int64_t* shapes, const scalar_t* locations, const scal
       const int64_t l = (idx / s.P) % s.L;
       const int64_t H = shapes[2 * l], W = shapes[2 * l + 1];
       BilinearCorners<acc_t> c;
-      if (!emsda_corners<acc_t>(locations, idx, H, W, c)) continue;
+      if (!sample_corners<acc_t>(locations, idx, H, W, c)) continue;
       acc_t dot[4] = {0, 0, 0, 0};
       for (int64_t b = 0; b < blocks; ++b) {
         for (int i = 0; i < 4; ++i) dot[i] += partial_dots[(b * samples + idx) * 4 + i];
       }
-      emsda_sample_grads(c, dot, H, W, static_cast<acc_t>(weights[idx]), idx, grad_locations, grad_weights);
+      write_sample_grads(c, dot, H, W, static_cast<acc_t>(weights[idx]), idx, grad_locations, grad_weights);
     }
   });
 }
@@ -144,19 +106,19 @@ void finish_samples(const int64_t* shapes, const scalar_t* locations, const scal
 at::Tensor emsda_sample_cpu(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
                             const at::Tensor& value_level_start_index, const at::Tensor& sampling_locations,
                             const at::Tensor& attention_weights, int64_t im2col_step) {
-  const EmsdaSizes s = check_emsda_sample(value, value_spatial_shapes, value_level_start_index, sampling_locations,
+  const SamplingSizes s = check_emsda_sample(value, value_spatial_shapes, value_level_start_index, sampling_locations,
                                           attention_weights, im2col_step);
   const auto v = value.contiguous();
   const auto shapes = value_spatial_shapes.contiguous();
   const auto starts = value_level_start_index.contiguous();
   const auto loc = sampling_locations.contiguous();
   const auto attn = attention_weights.contiguous();
-  auto output = at::empty({s.N, s.Lq, s.M, s.C}, value.options());
+  auto output = at::empty({s.N, s.Lq, s.M, s.D}, value.options());
   // With no value positions every sample reads zeros.
   if (output.numel() == 0 || s.S == 0) return output.zero_();
   POSETR_DISPATCH_FLOATING_TYPES(value.scalar_type(), "emsda_sample_cpu", [&] {
-    sample_rows<scalar_t>(v.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(), starts.data_ptr<int64_t>(),
-                          loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), s);
+    sampling_forward_cpu<scalar_t>(v.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(), starts.data_ptr<int64_t>(),
+                                   loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), s);
   });
   return output;
 }
@@ -165,7 +127,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emsda_sample_backward_cpu(
     const at::Tensor& value, const at::Tensor& value_spatial_shapes, const at::Tensor& value_level_start_index,
     const at::Tensor& sampling_locations, const at::Tensor& attention_weights, const at::Tensor& grad_output,
     int64_t im2col_step) {
-  const EmsdaSizes s = check_emsda_sample(value, value_spatial_shapes, value_level_start_index, sampling_locations,
+  const SamplingSizes s = check_emsda_sample(value, value_spatial_shapes, value_level_start_index, sampling_locations,
                                           attention_weights, im2col_step);
   check_emsda_grad_output(grad_output, s, value);
   const auto v = value.contiguous();

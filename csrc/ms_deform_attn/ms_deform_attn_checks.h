@@ -5,12 +5,9 @@
 #include <ATen/ATen.h>
 
 #include "common/checks.h"
+#include "common/sampling.h"
 
 namespace posetr {
-
-struct MsdaSizes {
-  int64_t N, S, M, D, Lq, L, P;
-};
 
 // Checks value_spatial_shapes [L, 2] (int64 rows H, W) and value_level_start_index [L]
 // against a value map with S spatial positions on `device`.
@@ -64,13 +61,13 @@ inline void check_sampling(const at::Tensor& sampling_locations, const at::Tenso
 }
 
 // All ms_deform_attn checks; returns the sizes.
-inline MsdaSizes check_ms_deform_attn(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
+inline SamplingSizes check_ms_deform_attn(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
                                       const at::Tensor& value_level_start_index, const at::Tensor& sampling_locations,
                                       const at::Tensor& attention_weights, int64_t im2col_step) {
   check_dim(value, "value", 4, "[N, S, M, D]");
   check_floating(value, "value");
   TORCH_CHECK_VALUE(im2col_step > 0, "im2col_step must be positive, got ", im2col_step);
-  MsdaSizes s{value.size(0), value.size(1), value.size(2), value.size(3), 0, 0, 0};
+  SamplingSizes s{value.size(0), value.size(1), value.size(2), value.size(3), 0, 0, 0, /*value_heads=*/value.size(2)};
   check_levels(value_spatial_shapes, value_level_start_index, s.S, value, "value");
   s.L = value_spatial_shapes.size(0);
   check_sampling(sampling_locations, attention_weights, s.N, s.M, s.L, value, "value");
@@ -82,14 +79,14 @@ inline MsdaSizes check_ms_deform_attn(const at::Tensor& value, const at::Tensor&
 // Checked, contiguous inputs of ms_deform_attn, as both backends consume them.
 struct MsdaInputs {
   at::Tensor value, shapes, starts, locations, weights;
-  MsdaSizes sizes;
+  SamplingSizes sizes;
 };
 
 inline MsdaInputs prepare_ms_deform_attn(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
                                          const at::Tensor& value_level_start_index,
                                          const at::Tensor& sampling_locations, const at::Tensor& attention_weights,
                                          int64_t im2col_step) {
-  const MsdaSizes s = check_ms_deform_attn(value, value_spatial_shapes, value_level_start_index, sampling_locations,
+  const SamplingSizes s = check_ms_deform_attn(value, value_spatial_shapes, value_level_start_index, sampling_locations,
                                            attention_weights, im2col_step);
   return {value.contiguous(),         value_spatial_shapes.contiguous(), value_level_start_index.contiguous(),
           sampling_locations.contiguous(), attention_weights.contiguous(), s};
@@ -102,7 +99,7 @@ struct MsdaGrads {
 };
 
 inline MsdaGrads prepare_ms_deform_attn_grads(const MsdaInputs& in, const at::Tensor& grad_output) {
-  const MsdaSizes& s = in.sizes;
+  const SamplingSizes& s = in.sizes;
   check_dim(grad_output, "grad_output", 3, "[N, Lq, M * D]");
   TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef({s.N, s.Lq, s.M * s.D}),
                     "grad_output must have shape [N, Lq, M * D] = [", s.N, ", ", s.Lq, ", ", s.M * s.D, "], got ",

@@ -8,6 +8,7 @@ gradient and exposes the functional API.
 import torch
 
 from posetr._ext import HAS_EXTENSION, warn_fallback
+from posetr.ops._sampling_registration import check_same_device, register_sampling_op
 from posetr.ops.reference import ms_deform_attn_pytorch
 
 __all__ = ["emsda", "emsda_sample", "emsda_sample_backward"]
@@ -161,30 +162,14 @@ if HAS_EXTENSION:
             sampling_locations.dim() == 6,
             lambda: f"sampling_locations must be a 6-D tensor [N, Lq, M, L, P, 2], got {tuple(sampling_locations.shape)}",
         )
+        check_same_device(
+            value,
+            value_spatial_shapes=value_spatial_shapes,
+            value_level_start_index=value_level_start_index,
+            sampling_locations=sampling_locations,
+            attention_weights=attention_weights,
+        )
         n, _, c = value.shape
         return value.new_empty((n, sampling_locations.shape[1], sampling_locations.shape[2], c))
 
-    @torch.library.register_fake("posetr::_emsda_sample_backward")
-    def _emsda_sample_backward_fake(
-        value,
-        value_spatial_shapes,
-        value_level_start_index,
-        sampling_locations,
-        attention_weights,
-        grad_output,
-        im2col_step,
-    ):
-        return torch.empty_like(value), torch.empty_like(sampling_locations), torch.empty_like(attention_weights)
-
-    def _setup_context(ctx, inputs, output):
-        value, shapes, starts, locations, weights, im2col_step = inputs
-        ctx.save_for_backward(value, shapes, starts, locations, weights)
-        ctx.im2col_step = im2col_step
-
-    def _backward(ctx, grad_output):
-        grad_value, grad_locations, grad_weights = emsda_sample_backward(
-            *ctx.saved_tensors, grad_output, ctx.im2col_step
-        )
-        return grad_value, None, None, grad_locations, grad_weights, None
-
-    torch.library.register_autograd("posetr::emsda_sample", _backward, setup_context=_setup_context)
+    register_sampling_op("emsda_sample", emsda_sample_backward)

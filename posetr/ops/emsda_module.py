@@ -1,11 +1,10 @@
 """Poseur's efficient multi-scale deformable attention module on posetr's EMSDA op."""
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from posetr.ops.emsda import emsda
+from posetr.ops.ms_deform_attn_module import reset_deformable_attention_parameters
 
 
 class EMSDeformAttn(nn.Module):
@@ -50,20 +49,9 @@ class EMSDeformAttn(nn.Module):
         """mmcv's ``MultiScaleDeformableAttention.init_weights``: zero offset weights with
         head m's points starting in direction 2*pi*m/M at distances 1..P, uniform attention,
         Xavier-uniform projections with zero bias."""
-        nn.init.constant_(self.sampling_offsets.weight, 0.0)
-        thetas = torch.arange(self.num_heads, dtype=torch.float32) * (2.0 * math.pi / self.num_heads)
-        grid = torch.stack([thetas.cos(), thetas.sin()], -1)
-        grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(self.num_heads, 1, 1, 2)
-        grid = grid.repeat(1, self.num_levels, self.num_points, 1)
-        grid = grid * torch.arange(1, self.num_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
-        with torch.no_grad():
-            self.sampling_offsets.bias.copy_(grid.view(-1))
-        nn.init.constant_(self.attention_weights.weight, 0.0)
-        nn.init.constant_(self.attention_weights.bias, 0.0)
-        nn.init.xavier_uniform_(self.value_proj.weight)
-        nn.init.constant_(self.value_proj.bias, 0.0)
-        nn.init.xavier_uniform_(self.output_proj.weight)
-        nn.init.constant_(self.output_proj.bias, 0.0)
+        reset_deformable_attention_parameters(
+            self, n_heads=self.num_heads, n_levels=self.num_levels, n_points=self.num_points
+        )
 
     def forward(
         self,

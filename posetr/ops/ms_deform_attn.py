@@ -7,6 +7,7 @@ the drop-in ``MSDeformAttnFunction`` of Deformable DETR.
 import torch
 
 from posetr._ext import HAS_EXTENSION, warn_fallback
+from posetr.ops._sampling_registration import check_same_device, register_sampling_op
 from posetr.ops.reference import ms_deform_attn_pytorch
 
 __all__ = ["ms_deform_attn", "ms_deform_attn_backward", "MSDeformAttnFunction", "MultiScaleDeformableAttnFunction"]
@@ -100,43 +101,17 @@ if HAS_EXTENSION:
             sampling_locations.dim() == 6,
             lambda: f"sampling_locations must be a 6-D tensor [N, Lq, M, L, P, 2], got {tuple(sampling_locations.shape)}",
         )
-        for name, t in (
-            ("value_spatial_shapes", value_spatial_shapes),
-            ("value_level_start_index", value_level_start_index),
-            ("sampling_locations", sampling_locations),
-            ("attention_weights", attention_weights),
-        ):
-            torch._check(
-                t.device == value.device,
-                lambda: f"{name} is on {t.device} but value is on {value.device}; all inputs must be on one device",
-            )
+        check_same_device(
+            value,
+            value_spatial_shapes=value_spatial_shapes,
+            value_level_start_index=value_level_start_index,
+            sampling_locations=sampling_locations,
+            attention_weights=attention_weights,
+        )
         n, _, m, d = value.shape
         return value.new_empty((n, sampling_locations.shape[1], m * d))
 
-    @torch.library.register_fake("posetr::_ms_deform_attn_backward")
-    def _ms_deform_attn_backward_fake(
-        value,
-        value_spatial_shapes,
-        value_level_start_index,
-        sampling_locations,
-        attention_weights,
-        grad_output,
-        im2col_step,
-    ):
-        return torch.empty_like(value), torch.empty_like(sampling_locations), torch.empty_like(attention_weights)
-
-    def _setup_context(ctx, inputs, output):
-        value, shapes, starts, locations, weights, im2col_step = inputs
-        ctx.save_for_backward(value, shapes, starts, locations, weights)
-        ctx.im2col_step = im2col_step
-
-    def _backward(ctx, grad_output):
-        grad_value, grad_locations, grad_weights = ms_deform_attn_backward(
-            *ctx.saved_tensors, grad_output, ctx.im2col_step
-        )
-        return grad_value, None, None, grad_locations, grad_weights, None
-
-    torch.library.register_autograd("posetr::ms_deform_attn", _backward, setup_context=_setup_context)
+    register_sampling_op("ms_deform_attn", ms_deform_attn_backward)
 
 
 class MSDeformAttnFunction(torch.autograd.Function):

@@ -8,6 +8,28 @@ from torch import nn
 from posetr.ops.ms_deform_attn import ms_deform_attn
 
 
+def reset_deformable_attention_parameters(module, n_heads, n_levels, n_points):
+    """Deformable DETR's initialisation (mmcv's ``init_weights`` is the same) of a module with
+    ``sampling_offsets``, ``attention_weights``, ``value_proj`` and ``output_proj`` linears:
+    zero offset weights with head h's points starting in direction 2*pi*h/M at distances
+    1..P, uniform attention, Xavier-uniform projections with zero bias.
+    """
+    nn.init.constant_(module.sampling_offsets.weight, 0.0)
+    thetas = torch.arange(n_heads, dtype=torch.float32) * (2.0 * math.pi / n_heads)
+    grid = torch.stack([thetas.cos(), thetas.sin()], -1)
+    grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(n_heads, 1, 1, 2)
+    grid = grid.repeat(1, n_levels, n_points, 1)
+    grid = grid * torch.arange(1, n_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
+    with torch.no_grad():
+        module.sampling_offsets.bias.copy_(grid.view(-1))
+    nn.init.constant_(module.attention_weights.weight, 0.0)
+    nn.init.constant_(module.attention_weights.bias, 0.0)
+    nn.init.xavier_uniform_(module.value_proj.weight)
+    nn.init.constant_(module.value_proj.bias, 0.0)
+    nn.init.xavier_uniform_(module.output_proj.weight)
+    nn.init.constant_(module.output_proj.bias, 0.0)
+
+
 class MSDeformAttn(nn.Module):
     """Multi-scale deformable attention module (Zhu et al., Deformable DETR, ICLR 2021).
 
@@ -40,21 +62,7 @@ class MSDeformAttn(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self):
-        nn.init.constant_(self.sampling_offsets.weight, 0.0)
-        # Head h starts looking in direction 2*pi*h/M, point p at distance p + 1.
-        thetas = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
-        grid = torch.stack([thetas.cos(), thetas.sin()], -1)
-        grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(self.n_heads, 1, 1, 2)
-        grid = grid.repeat(1, self.n_levels, self.n_points, 1)
-        grid = grid * torch.arange(1, self.n_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
-        with torch.no_grad():
-            self.sampling_offsets.bias.copy_(grid.view(-1))
-        nn.init.constant_(self.attention_weights.weight, 0.0)
-        nn.init.constant_(self.attention_weights.bias, 0.0)
-        nn.init.xavier_uniform_(self.value_proj.weight)
-        nn.init.constant_(self.value_proj.bias, 0.0)
-        nn.init.xavier_uniform_(self.output_proj.weight)
-        nn.init.constant_(self.output_proj.bias, 0.0)
+        reset_deformable_attention_parameters(self, n_heads=self.n_heads, n_levels=self.n_levels, n_points=self.n_points)
 
     def forward(
         self,

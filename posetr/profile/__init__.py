@@ -31,6 +31,33 @@ class Case:
     reference: Callable[[object], object]
 
 
+def forward_only(fn):
+    """A Case callable running ``fn(*inputs)`` without autograd."""
+
+    def run(inputs):
+        with torch.no_grad():
+            return fn(*inputs)
+
+    return run
+
+
+def forward_backward(fn):
+    """A Case callable running ``fn(*inputs)`` and its backward with a ones gradient.
+
+    Gradients are assigned, not accumulated, as after ``optimizer.zero_grad(set_to_none=True)``.
+    """
+
+    def run(inputs):
+        for t in inputs:
+            if isinstance(t, torch.Tensor):
+                t.grad = None
+        out = fn(*inputs)
+        out.backward(torch.ones_like(out))
+        return out
+
+    return run
+
+
 def all_cases(device, ops=None):
     """The cases of every op module (or only those named in ``ops``) on ``device``."""
     cases = []

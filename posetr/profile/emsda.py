@@ -20,7 +20,7 @@ import torch
 
 from posetr.ops.emsda import emsda
 from posetr.ops.ms_deform_attn import ms_deform_attn
-from posetr.profile import Case
+from posetr.profile import Case, forward_backward, forward_only
 
 # (name, crops N, levels (H, W), queries Lq, channels C, heads M, points P)
 SHAPES = [
@@ -62,30 +62,10 @@ def repeat_msda_einsum(value, shapes, starts, locations, weights, weight, bias):
 VARIANTS = {"posetr": emsda, "reference": repeat_msda_einsum}
 
 
-def _forward(fn):
-    def run(inputs):
-        with torch.no_grad():
-            return fn(*inputs)
-
-    return run
-
-
-def _forward_backward(fn):
-    def run(inputs):
-        # As after optimizer.zero_grad(set_to_none=True): gradients are assigned, not accumulated.
-        for t in inputs:
-            t.grad = None
-        out = fn(*inputs)
-        out.backward(torch.ones_like(out))
-        return out
-
-    return run
-
-
 def cases(device):
     result = []
     for name, N, levels, Lq, C, M, P in SHAPES:
-        for mode, wrap, grad in (("forward", _forward, False), ("forward+backward", _forward_backward, True)):
+        for mode, wrap, grad in (("forward", forward_only, False), ("forward+backward", forward_backward, True)):
             result.append(
                 Case(
                     op="emsda",
@@ -111,7 +91,7 @@ def _measure(variant):
     _, N, levels, Lq, C, M, P = SHAPES[0]
     inputs = make_inputs(N, levels, Lq, C, M, P, "cpu", requires_grad=True)
     before = _rss_bytes()
-    _forward_backward(VARIANTS[variant])(inputs)
+    forward_backward(VARIANTS[variant])(inputs)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return dict(variant=variant, peak_rss_mib=peak / 2**20, peak_above_inputs_mib=(peak - before) / 2**20)
 
@@ -150,10 +130,10 @@ def components(repeats=5):
     sample_inputs = (value, shapes, starts, locations, weights)
     project_inputs = (sampled, weight, bias)
     rows = {
-        "sampling forward": (_forward(lambda *a: sample(a)), sample_inputs),
-        "projection forward": (_forward(lambda *a: project(a)), project_inputs),
-        "sampling forward+backward": (_forward_backward(lambda *a: sample(a)), sample_inputs),
-        "projection forward+backward": (_forward_backward(lambda *a: project(a)), project_inputs),
+        "sampling forward": (forward_only(lambda *a: sample(a)), sample_inputs),
+        "projection forward": (forward_only(lambda *a: project(a)), project_inputs),
+        "sampling forward+backward": (forward_backward(lambda *a: sample(a)), sample_inputs),
+        "projection forward+backward": (forward_backward(lambda *a: project(a)), project_inputs),
     }
     return {name: time_call(fn, inputs, "cpu", repeats) * 1e3 for name, (fn, inputs) in rows.items()}
 

@@ -3,7 +3,7 @@ import torch
 
 from posetr.ops.ms_deform_attn import ms_deform_attn
 from posetr.ops.reference import ms_deform_attn_pytorch
-from posetr.profile import Case
+from posetr.profile import Case, forward_backward, forward_only
 
 # (name, batch N, levels (H, W), queries Lq, heads M, channels D, points P)
 SHAPES = [
@@ -32,27 +32,10 @@ def make_inputs(N, levels, Lq, M, D, P, device, dtype=torch.float32, requires_gr
     return tensors[0], shapes.to(device), starts.to(device), tensors[1], tensors[2]
 
 
-def _forward(fn):
-    def run(inputs):
-        with torch.no_grad():
-            return fn(*inputs)
-
-    return run
-
-
-def _forward_backward(fn):
-    def run(inputs):
-        out = fn(*inputs)
-        out.backward(torch.ones_like(out))
-        return out
-
-    return run
-
-
 def cases(device):
     result = []
     for name, N, levels, Lq, M, D, P in SHAPES:
-        for mode, wrap, grad in (("forward", _forward, False), ("forward+backward", _forward_backward, True)):
+        for mode, wrap, grad in (("forward", forward_only, False), ("forward+backward", forward_backward, True)):
             result.append(
                 Case(
                     op="ms_deform_attn",

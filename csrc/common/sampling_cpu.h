@@ -1,0 +1,98 @@
+// The CPU forward of multi-scale deformable sampling (MSDA and EMSDA), and the
+// sample gathering their backward passes share. See common/sampling.h for the layout.
+//
+// A row's samples are gathered, and their corner rows prefetched, before the
+// channel loops: with scattered sampling locations the kernel waits on cache
+// misses, and gathering first lets the misses of a row overlap.
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "common/dispatch.h"
+#include "common/sampling.h"
+
+namespace posetr {
+
+// One in-map sample of a row: its corners, the element offset of its level in
+// value (as its head reads it), its index in attention_weights and its level's size.
+template <typename acc_t>
+struct Sample {
+  BilinearCorners<acc_t> c;
+  int64_t level, idx, H, W;
+};
+
+// Asks for the first cache lines of a corner row.
+template <typename T>
+inline void prefetch_row(const T* row, int64_t D) {
+  const char* bytes = reinterpret_cast<const char*>(row);
+  const int64_t size = std::min<int64_t>(D * static_cast<int64_t>(sizeof(T)), 256);
+  for (int64_t b = 0; b < size; b += 64) __builtin_prefetch(bytes + b);
+}
+
+// Collects the in-map samples of row (n, q, m) = `row` into `out` (room for L * P)
+// and prefetches their corners in `value` and, when given, `grad_value`.
+// Returns their number.
+template <typename acc_t, typename scalar_t>
+int64_t gather_samples(const scalar_t* value, const acc_t* grad_value, const int64_t* shapes, const int64_t* starts,
+                       const scalar_t* locations, int64_t row, const SamplingSizes& s, Sample<acc_t>* out) {
+  const int64_t n = row / (s.Lq * s.M), m = row % s.M, stride = s.position_stride();
+  int64_t count = 0;
+  for (int64_t l = 0; l < s.L; ++l) {
+    const int64_t H = shapes[2 * l], W = shapes[2 * l + 1];
+    const int64_t level = s.level_offset(n, starts[l], m);
+    for (int64_t p = 0; p < s.P; ++p) {
+      Sample<acc_t>& sample = out[count];
+      sample.idx = s.sample_index(row, l, p);
+      if (!sample_corners<acc_t>(locations, sample.idx, H, W, sample.c)) continue;
+      sample.level = level;
+      sample.H = H;
+      sample.W = W;
+      for (int i = 0; i < 4; ++i) {
+        if (!sample.c.valid[i]) continue;
+        prefetch_row(value + level + sample.c.offset[i] * stride, s.D);
+        if (grad_value != nullptr) prefetch_row(grad_value + level + sample.c.offset[i] * stride, s.D);
+      }
+      ++count;
+    }
+  }
+  return count;
+}
+
+// output[row, :] = sum over the row's samples of weight * bilinear(value); one task
+// per block of rows, each row accumulated in acc_type and written once.
+template <typename scalar_t>
+void sampling_forward_cpu(const scalar_t* value, const int64_t* shapes, const int64_t* starts,
+                          const scalar_t* locations, const scalar_t* weights, scalar_t* output,
+                          const SamplingSizes& s) {
+  using acc_t = acc_type<scalar_t>;
+  const int64_t D = s.D, stride = s.position_stride();
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.L * s.P * D));
+  at::parallel_for(0, s.rows(), grain, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(D);
+    std::vector<Sample<acc_t>> samples(s.L * s.P);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t count = gather_samples<acc_t, scalar_t>(value, nullptr, shapes, starts, locations, row, s,
+                                                            samples.data());
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      acc_t* out = acc.data();
+      for (int64_t k = 0; k < count; ++k) {
+        const Sample<acc_t>& sample = samples[k];
+        const acc_t a = weights[sample.idx];
+        for (int i = 0; i < 4; ++i) {
+          if (!sample.c.valid[i]) continue;
+          const scalar_t* v = value + sample.level + sample.c.offset[i] * stride;
+          const acc_t w = a * sample.c.weight[i];
+#pragma omp simd
+          for (int64_t d = 0; d < D; ++d) out[d] += w * static_cast<acc_t>(v[d]);
+        }
+      }
+      scalar_t* dst = output + row * D;
+      for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<scalar_t>(acc[d]);
+    }
+  });
+}
+
+}  // namespace posetr
