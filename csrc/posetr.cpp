@@ -4,11 +4,21 @@
 #include <Python.h>
 #include <torch/library.h>
 
-// `import posetr._C` loads this library, which runs the registrations below. The
-// module itself is empty: every op is reached through torch.ops.posetr.
+#include "common/python_functions.h"
+
+// `import posetr._C` loads this library, which runs the registrations below. Every
+// op is reached through torch.ops.posetr; the module itself only holds the eager
+// fast paths of common/python_functions.h.
 extern "C" PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
+  PyObject* module = PyModule_Create(&module_def);
+  auto& functions = posetr::python_functions();
+  functions.push_back(PyMethodDef{nullptr, nullptr, 0, nullptr});
+  if (module != nullptr && PyModule_AddFunctions(module, functions.data()) < 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
 }
 
 TORCH_LIBRARY(posetr, m) {

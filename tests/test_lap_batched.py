@@ -248,3 +248,20 @@ def test_cuda_large_items_use_the_global_workspace():
     got = batched_linear_sum_assignment(cost.cuda())
     expected = scipy_batch(cost, [3000] * 2, [6] * 2)
     assert torch.equal(got[0].cpu(), expected[0]) and torch.equal(got[1].cpu(), expected[1])
+
+
+def test_eager_fast_path_equals_the_dispatched_op():
+    # Plain CPU tensors skip the dispatcher (posetr._C.batched_linear_sum_assignment_cpu).
+    from posetr import _C
+
+    gen = torch.Generator().manual_seed(10)
+    cost = random_batch(gen, 5, 9, 4)
+    sizes = torch.tensor([9, 0, 3, 9, 1]), torch.tensor([4, 4, 2, 1, 0])
+    op = torch.ops.posetr.batched_linear_sum_assignment.default
+    fast = _C.batched_linear_sum_assignment_cpu(cost, *sizes, True, False)
+    for a, b in zip(fast, op(cost, *sizes, True, False)):
+        assert torch.equal(a, b)
+    checked = _C.batched_linear_sum_assignment_cpu(cost, *sizes, True, True)
+    assert torch.equal(checked[1], fast[1]) and checked[2] is None  # checked: no failures, no status
+    with pytest.raises(ValueError, match="must be a 3-D tensor"):
+        _C.batched_linear_sum_assignment_cpu(cost[0], None, None, False, True)

@@ -1,5 +1,6 @@
-// Batched linear assignment on the CPU: one task per block of batch items, each
-// item solved with scipy's shortest-augmenting-path steps from lap/lap_math.h.
+// Batched linear assignment on the CPU: each batch item solved with scipy's
+// shortest-augmenting-path steps from lap/lap_math.h; large batches are shared
+// between the calling thread and ATen's inter-op pool (share_items).
 //
 // Each item's block is first copied into a contiguous float64 buffer, transposed
 // and negated as scipy does (that pass also checks for NaN / -inf). Each search
@@ -8,14 +9,21 @@
 // tie rule (lap_priority), so the answer is scipy's even with ties.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/Exceptions.h>
+#include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/utils/pybind.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <memory>
 #include <optional>
+#include <thread>
 #include <tuple>
 #include <vector>
 
+#include "common/python_functions.h"
 #include "lap/lap_checks.h"
 #include "lap/lap_math.h"
 
@@ -210,16 +218,41 @@ void write_answer(const LapWorkspace& ws, const LapShape& shape, int64_t K, int6
   std::fill(col_ind + k, col_ind + K, -1);
 }
 
+// Runs work(begin, end) over [0, total) in chunks claimed from a shared counter by
+// the calling thread and by helpers on ATen's inter-op pool. Unlike a fork-join
+// region, the caller never waits for a helper that has not started: on a busy
+// machine it simply solves every chunk itself, and waits only for chunks a helper
+// has claimed. (OpenMP's barrier made a 100-us batch take tens of ms under load.)
+template <typename Work>
+void share_items(int64_t total, int64_t chunk, const Work& work) {
+  struct Progress {
+    std::atomic<int64_t> next{0}, finished{0};
+  };
+  auto progress = std::make_shared<Progress>();
+  // A helper that wakes after the caller returned finds no chunk left and touches
+  // nothing but `progress`, which it co-owns.
+  auto run = [progress, total, chunk](const Work* w) {
+    while (true) {
+      const int64_t begin = progress->next.fetch_add(chunk);
+      if (begin >= total) return;
+      const int64_t end = std::min(begin + chunk, total);
+      (*w)(begin, end);
+      progress->finished.fetch_add(end - begin);
+    }
+  };
+  const int helpers = std::min<int64_t>(at::get_num_threads() - 1, (total + chunk - 1) / chunk - 1);
+  for (int h = 0; h < helpers; ++h) at::launch([run, w = &work] { run(w); });
+  run(&work);
+  while (progress->finished.load() < total) std::this_thread::yield();
+}
+
 template <typename scalar_t>
 void solve_batch(const at::Tensor& cost, const int64_t* num_rows, const int64_t* num_cols, bool maximize,
                  int64_t* row_ind, int64_t* col_ind, int32_t* status) {
   const int64_t B = cost.size(0), N = cost.size(1), M = cost.size(2), K = std::min(N, M);
   const int64_t sb = cost.stride(0), sr = cost.stride(1), sc = cost.stride(2);
   const scalar_t* data = cost.const_data_ptr<scalar_t>();
-  // An item costs at least N * M steps; give each task ~32k of them so that small
-  // batches run inline without waking the thread pool.
-  const int64_t grain = std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, N * M));
-  at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
+  auto solve_items = [&, K](int64_t begin, int64_t end) {
     LapWorkspace ws;
     for (int64_t b = begin; b < end; ++b) {
       const LapShape shape = lap_shape(num_rows ? num_rows[b] : N, num_cols ? num_cols[b] : M);
@@ -242,7 +275,13 @@ void solve_batch(const at::Tensor& cost, const int64_t* num_rows, const int64_t*
         std::fill(cols_b, cols_b + K, -1);
       }
     }
-  });
+  };
+  // An item costs at least N * M steps: below ~64k in all the batch runs inline.
+  if (B * N * M < (1 << 16) || at::get_num_threads() < 2 || at::in_parallel_region()) {
+    solve_items(0, B);
+  } else {
+    share_items(B, std::max<int64_t>(1, (1 << 12) / std::max<int64_t>(1, N * M)), solve_items);
+  }
 }
 
 const int64_t* checked_sizes(const std::optional<at::Tensor>& sizes, at::Tensor& holder, int64_t limit,
@@ -287,6 +326,43 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batched_linear_sum_assignment_cpu
   if (check) raise_for_status(status.const_data_ptr<int32_t>(), B);
   return {row_ind, col_ind, status};
 }
+
+// posetr._C.batched_linear_sum_assignment_cpu(cost, num_rows, num_cols, maximize,
+// check): the op's CPU kernel called straight from Python (plain CPU tensors, eager
+// mode; posetr/ops/lap.py decides when). The GIL is released while solving.
+PyObject* batched_linear_sum_assignment_py(PyObject* /*self*/, PyObject* const* args, Py_ssize_t nargs) {
+  HANDLE_TH_ERRORS
+  TORCH_CHECK(nargs == 5, "batched_linear_sum_assignment_cpu takes 5 arguments, got ", nargs);
+  TORCH_CHECK_TYPE(THPVariable_Check(args[0]), "cost must be a Tensor");
+  std::optional<at::Tensor> sizes[2];
+  for (int k = 0; k < 2; ++k) {
+    if (args[1 + k] == Py_None) continue;
+    TORCH_CHECK_TYPE(THPVariable_Check(args[1 + k]), k ? "num_cols" : "num_rows", " must be a Tensor or None");
+    sizes[k] = THPVariable_Unpack(args[1 + k]);
+  }
+  const at::Tensor& cost = THPVariable_Unpack(args[0]);
+  const bool maximize = PyObject_IsTrue(args[3]) == 1, check = PyObject_IsTrue(args[4]) == 1;
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> result;
+  if (cost.numel() < 4096) {  // too little work to be worth handing the GIL over
+    result = batched_linear_sum_assignment_cpu(cost, sizes[0], sizes[1], maximize, check);
+  } else {
+    pybind11::gil_scoped_release no_gil;
+    result = batched_linear_sum_assignment_cpu(cost, sizes[0], sizes[1], maximize, check);
+  }
+  PyObject* out = PyTuple_New(3);
+  if (out == nullptr) return nullptr;
+  PyTuple_SET_ITEM(out, 0, THPVariable_Wrap(std::move(std::get<0>(result))));  // steals the new references
+  PyTuple_SET_ITEM(out, 1, THPVariable_Wrap(std::move(std::get<1>(result))));
+  // With check, every item succeeded: the status is all zeros and comes back as None.
+  PyTuple_SET_ITEM(out, 2, check ? Py_NewRef(Py_None) : THPVariable_Wrap(std::move(std::get<2>(result))));
+  return out;
+  END_HANDLE_TH_ERRORS
+}
+
+const RegisterPythonFunction register_fast_path(PyMethodDef{
+    "batched_linear_sum_assignment_cpu", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(
+                                             &batched_linear_sum_assignment_py)),
+    METH_FASTCALL, "The CPU kernel of torch.ops.posetr.batched_linear_sum_assignment without the dispatcher."});
 
 }  // namespace
 

@@ -12,6 +12,9 @@ import torch
 
 from posetr._ext import HAS_EXTENSION, warn_fallback
 
+if HAS_EXTENSION:
+    from posetr import _C as posetr_C
+
 __all__ = ["linear_sum_assignment", "batched_linear_sum_assignment", "assignment_to_pairs", "LAP_STATUS"]
 
 # status codes of the op (csrc/lap/lap_math.h).
@@ -46,6 +49,28 @@ def _scipy_op(cost, num_rows, num_cols, maximize, check):
 
 
 _op = torch.ops.posetr.batched_linear_sum_assignment.default if HAS_EXTENSION else _scipy_op
+# The CPU kernel without the dispatcher (csrc/lap/lap_cpu.cpp): for plain CPU
+# tensors in eager mode it saves most of the per-call cost on small batches.
+_cpu_kernel = getattr(posetr_C, "batched_linear_sum_assignment_cpu", None) if HAS_EXTENSION else None
+
+
+def _solve(cost, num_rows, num_cols, maximize, check):
+    """The op, or for plain CPU tensors in eager mode its kernel without the dispatcher
+    (whose status is None when ``check``: every item succeeded or it raised)."""
+    if (
+        _cpu_kernel is not None
+        and not torch.compiler.is_compiling()
+        and type(cost) is torch.Tensor
+        and cost.is_cpu
+        and not _torch_function_mode_enabled()
+        and not _len_dispatch_stack()
+    ):
+        return _cpu_kernel(cost, num_rows, num_cols, maximize, check)
+    return _op(cost, num_rows, num_cols, maximize, check)
+
+
+_torch_function_mode_enabled = torch._C._is_torch_function_mode_enabled
+_len_dispatch_stack = torch._C._len_torch_dispatch_stack
 
 
 def batched_linear_sum_assignment(cost, num_rows=None, num_cols=None, maximize=False, return_status=False):
@@ -89,7 +114,7 @@ def batched_linear_sum_assignment(cost, num_rows=None, num_cols=None, maximize=F
     if num_cols is not None and not isinstance(num_cols, torch.Tensor):
         num_cols = torch.as_tensor(num_cols, dtype=torch.int64, device=cost.device)
     # check: the CPU kernel raises for a failed item; CUDA never does (no sync).
-    row_ind, col_ind, status = _op(cost, num_rows, num_cols, maximize, not return_status)
+    row_ind, col_ind, status = _solve(cost, num_rows, num_cols, maximize, not return_status)
     if return_status:
         return row_ind, col_ind, status
     return row_ind, col_ind
@@ -151,7 +176,7 @@ def linear_sum_assignment(cost_matrix, maximize=False):
         cost = cost.astype(np.float64)
     if not cost.dtype.isnative:
         cost = cost.astype(cost.dtype.newbyteorder("="))
-    row_ind, col_ind, _ = _op(torch.from_numpy(cost).unsqueeze(0), None, None, maximize, True)
+    row_ind, col_ind, _ = _solve(torch.from_numpy(cost).unsqueeze(0), None, None, maximize, True)
     return row_ind[0].numpy(), col_ind[0].numpy()
 
 
@@ -160,7 +185,7 @@ def _solve_tensor(cost, maximize):
         raise ValueError(f"expected a matrix (2-D array), got a {cost.dim()}-D array")
     if cost.dtype not in _SOLVED_DTYPES:
         cost = _as_float(cost)
-    row_ind, col_ind, status = _op(cost.detach().unsqueeze(0), None, None, maximize, True)
+    row_ind, col_ind, status = _solve(cost.detach().unsqueeze(0), None, None, maximize, True)
     if cost.is_cuda:
         code = int(status[0])  # synchronises: scipy's contract raises here
         if code:
