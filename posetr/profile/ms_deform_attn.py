@@ -1,22 +1,55 @@
-"""MSDA profile cases: PETR encoder, PETR pose decoder and Poseur decoder shapes."""
+"""MSDA profile cases: PETR encoder, PETR pose decoder and Poseur decoder shapes.
+
+Sampling locations follow what the models do. Encoder queries ("local") sample
+around their own pixel, as Deformable DETR's encoder does: reference point = the
+query's pixel centre, offsets = the module's initial pattern (head h in direction
+2*pi*h/M, point p at p + 1 pixels of each level) plus N(0, 2 px) noise. Decoder
+queries ("uniform") sample anywhere in the image. "PETR encoder, uniform" is a
+stress case: encoder shape with every sample anywhere (no cache locality).
+"""
+import math
+
 import torch
 
 from posetr.ops.ms_deform_attn import ms_deform_attn
 from posetr.ops.reference import ms_deform_attn_pytorch
 from posetr.profile import Case, forward_backward, forward_only
 
-# (name, batch N, levels (H, W), queries Lq, heads M, channels D, points P)
+PETR_LEVELS = [(100, 167), (50, 84), (25, 42), (13, 21)]  # 800x1333 image, strides 8, 16, 32, 64
+POSEUR_LEVELS = [(64, 48), (32, 24), (16, 12), (8, 6)]  # 256x192 crops, strides 4, 8, 16, 32
+
+# (name, batch N, levels (H, W), queries Lq (None: one per pixel), heads M, channels D, points P, locations)
 SHAPES = [
-    # 800x1333 image: strides 8, 16, 32, 64; every pixel is a query.
-    ("PETR encoder", 1, [(100, 167), (50, 84), (25, 42), (13, 21)], None, 8, 32, 4),
-    ("PETR pose decoder", 1, [(100, 167), (50, 84), (25, 42), (13, 21)], 300, 8, 32, 17),
-    # 256x192 crops, strides 4, 8, 16, 32; 17 keypoint queries.
-    ("Poseur decoder", 32, [(64, 48), (32, 24), (16, 12), (8, 6)], 17, 8, 32, 4),
+    ("PETR encoder", 1, PETR_LEVELS, None, 8, 32, 4, "local"),
+    ("PETR encoder, uniform", 1, PETR_LEVELS, None, 8, 32, 4, "uniform"),
+    ("PETR pose decoder", 1, PETR_LEVELS, 300, 8, 32, 17, "uniform"),
+    ("Poseur decoder", 32, POSEUR_LEVELS, 17, 8, 32, 4, "uniform"),
 ]
 
 
-def make_inputs(N, levels, Lq, M, D, P, device, dtype=torch.float32, requires_grad=False, seed=0):
-    """Random MSDA inputs; ``Lq=None`` means one query per value position (encoder)."""
+def local_locations(levels, N, M, P, gen):
+    """Encoder sampling locations [N, S, M, L, P, 2]: around each query's own pixel."""
+    sizes = torch.tensor([(w, h) for h, w in levels], dtype=torch.float32)  # (W, H) per level
+    centres = []
+    for h, w in levels:
+        ys, xs = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w, indexing="ij")
+        centres.append(torch.stack([xs, ys], -1).view(-1, 2))
+    reference = torch.cat(centres)  # [S, 2], normalised
+    thetas = torch.arange(M, dtype=torch.float32) * (2 * math.pi / M)
+    directions = torch.stack([thetas.cos(), thetas.sin()], -1)
+    directions = directions / directions.abs().max(-1, keepdim=True)[0]
+    steps = torch.arange(1, P + 1, dtype=torch.float32)
+    pattern = directions[:, None, None, :] * steps[None, None, :, None]  # [M, 1, P, 2] pixels
+    L = len(levels)
+    offsets = pattern + 2.0 * torch.randn(N, reference.shape[0], M, L, P, 2, generator=gen)
+    return reference[None, :, None, None, None, :] + offsets / sizes[None, None, None, :, None, :]
+
+
+def make_inputs(
+    N, levels, Lq, M, D, P, device, dtype=torch.float32, requires_grad=False, seed=0, locations="uniform"
+):
+    """Random MSDA inputs; ``Lq=None`` means one query per value position (encoder);
+    ``locations`` is "uniform" (anywhere in [0, 1]) or "local" (around each query's pixel)."""
     gen = torch.Generator().manual_seed(seed)
     shapes = torch.tensor(levels, dtype=torch.int64)
     areas = shapes[:, 0] * shapes[:, 1]
@@ -25,7 +58,10 @@ def make_inputs(N, levels, Lq, M, D, P, device, dtype=torch.float32, requires_gr
     Lq = S if Lq is None else Lq
     L = len(levels)
     value = torch.randn(N, S, M, D, generator=gen)
-    locations = torch.rand(N, Lq, M, L, P, 2, generator=gen)
+    if locations == "local":
+        locations = local_locations(levels, N, M, P, gen)
+    else:
+        locations = torch.rand(N, Lq, M, L, P, 2, generator=gen)
     weights = torch.rand(N, Lq, M, L, P, generator=gen)
     weights = weights / weights.sum((-1, -2), keepdim=True)
     tensors = [t.to(device=device, dtype=dtype).requires_grad_(requires_grad) for t in (value, locations, weights)]
@@ -34,15 +70,15 @@ def make_inputs(N, levels, Lq, M, D, P, device, dtype=torch.float32, requires_gr
 
 def cases(device):
     result = []
-    for name, N, levels, Lq, M, D, P in SHAPES:
+    for name, N, levels, Lq, M, D, P, locations in SHAPES:
         for mode, wrap, grad in (("forward", forward_only, False), ("forward+backward", forward_backward, True)):
             result.append(
                 Case(
                     op="ms_deform_attn",
                     shape=name,
                     mode=mode,
-                    setup=lambda N=N, levels=levels, Lq=Lq, M=M, D=D, P=P, grad=grad: make_inputs(
-                        N, levels, Lq, M, D, P, device, requires_grad=grad
+                    setup=lambda N=N, levels=levels, Lq=Lq, M=M, D=D, P=P, grad=grad, loc=locations: make_inputs(
+                        N, levels, Lq, M, D, P, device, requires_grad=grad, locations=loc
                     ),
                     posetr=wrap(ms_deform_attn),
                     reference=wrap(ms_deform_attn_pytorch),
