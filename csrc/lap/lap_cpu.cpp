@@ -23,6 +23,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/cpu_clones.h"
 #include "common/python_functions.h"
 #include "lap/lap_checks.h"
 #include "lap/lap_math.h"
@@ -57,7 +58,7 @@ struct LapWorkspace {
 // The vector passes below are compiled for AVX-512, AVX2 and the baseline and
 // picked at load time; they hold only exact operations (adds, negation, compares,
 // selects), so every version computes the same bits.
-#define POSETR_LAP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define POSETR_LAP_CLONES POSETR_TARGET_CLONES("avx512f", "avx2", "default")
 
 // out[i * nc + j] = sign * in[i * s_row + j * s_col] for the solved problem's nr x nc
 // entries (s_row, s_col swapped by the caller for a transposed problem). Returns

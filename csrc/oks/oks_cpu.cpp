@@ -22,15 +22,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/cpu_clones.h"
 #include "common/dispatch.h"
 #include "oks/oks_checks.h"
 #include "oks/oks_math.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define POSETR_OKS_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define POSETR_OKS_CLONES
-#endif
+#define POSETR_OKS_CLONES POSETR_TARGET_CLONES("avx2", "default")
 #define POSETR_OKS_INLINE inline __attribute__((always_inline))
 
 namespace posetr {
