@@ -10,3 +10,7 @@
 #else
 #define POSETR_TARGET_CLONES(...)
 #endif
+
+// Forces a template body into each clone that calls it, so every clone gets its own
+// instruction set's code for it.
+#define POSETR_ALWAYS_INLINE inline __attribute__((always_inline))

@@ -75,8 +75,16 @@ __global__ void sampling_backward_kernel(const scalar_t* __restrict__ value, con
     for (int64_t p = 0; p < s.P; ++p) {
       const int64_t idx = s.sample_index(row, l, p);
       BilinearCorners<acc_t> c;
-      // The same location for every lane: the branch is warp-uniform.
-      if (!sample_corners<acc_t>(locations, idx, H, W, c)) continue;
+      // The same location for every lane: the branch is warp-uniform. Out-of-map
+      // samples get zero gradients (the gradient buffers may be uninitialised).
+      if (!sample_corners<acc_t>(locations, idx, H, W, c)) {
+        if (lane == 0) {
+          grad_weights[idx] = scalar_t(0);
+          grad_locations[2 * idx] = scalar_t(0);
+          grad_locations[2 * idx + 1] = scalar_t(0);
+        }
+        continue;
+      }
       const acc_t a = weights[idx];
       acc_t dot[4] = {0, 0, 0, 0};
       for (int64_t d = lane; d < s.D; d += kWarpSize) {
@@ -111,7 +119,7 @@ inline void launch_sampling_forward(const at::Tensor& value, const at::Tensor& s
   });
 }
 
-// Adds into grad_value_acc (zeroed, acc_type) and fills grad_locations / grad_weights (zeroed).
+// Adds into grad_value_acc (zeroed, acc_type) and writes every element of grad_locations / grad_weights.
 inline void launch_sampling_backward(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& starts,
                                      const at::Tensor& locations, const at::Tensor& weights,
                                      const at::Tensor& grad_output, at::Tensor& grad_value_acc,

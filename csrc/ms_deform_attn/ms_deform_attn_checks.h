@@ -94,8 +94,11 @@ inline MsdaInputs prepare_ms_deform_attn(const at::Tensor& value, const at::Tens
 
 // The gradients ms_deform_attn's backward fills. grad_value is accumulated in
 // float32 for half and bfloat16 (float64 for float64) and cast back at the end.
+// When there is work, the kernels write every element of grad_locations and
+// grad_weights (zeros for out-of-map samples), so those are left uninitialised.
 struct MsdaGrads {
   at::Tensor grad_output, grad_value_acc, grad_locations, grad_weights;
+  bool work;  // false: nothing to sample (empty grad_output or value); all gradients are zero
 };
 
 inline MsdaGrads prepare_ms_deform_attn_grads(const MsdaInputs& in, const at::Tensor& grad_output) {
@@ -106,10 +109,11 @@ inline MsdaGrads prepare_ms_deform_attn_grads(const MsdaInputs& in, const at::Te
                     grad_output.sizes());
   check_same_device(grad_output, "grad_output", in.value, "value");
   const auto acc_dtype = in.value.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const bool work = grad_output.numel() > 0 && in.value.numel() > 0;
+  const auto make = [work](const at::Tensor& like) { return work ? at::empty_like(like) : at::zeros_like(like); };
   return {grad_output.to(in.value.scalar_type()).contiguous(),
-          at::zeros(in.value.sizes(), in.value.options().dtype(acc_dtype)),
-          at::zeros(in.locations.sizes(), in.locations.options()),
-          at::zeros(in.weights.sizes(), in.weights.options())};
+          at::zeros(in.value.sizes(), in.value.options().dtype(acc_dtype)), make(in.locations), make(in.weights),
+          work};
 }
 
 }  // namespace posetr

@@ -32,7 +32,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cuda(
                                                sampling_locations, attention_weights, im2col_step);
   const c10::cuda::CUDAGuard guard(value.device());
   MsdaGrads g = prepare_ms_deform_attn_grads(in, grad_output);
-  if (g.grad_output.numel() > 0 && value.numel() > 0) {
+  if (g.work) {
     launch_sampling_backward(in.value, in.shapes, in.starts, in.locations, in.weights, g.grad_output,
                              g.grad_value_acc, g.grad_locations, g.grad_weights, in.sizes);
   }
