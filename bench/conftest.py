@@ -1,9 +1,36 @@
+"""Shared pieces of the pytest-benchmark suites: each times the Cases of one
+``posetr.profile`` module, posetr against its reference, on every device present."""
 import pytest
 import torch
+
+from posetr.profile import synchronize
+
+IMPLS = pytest.mark.parametrize("impl", ["posetr", "reference"])
 
 
 def bench_devices():
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def case_params(module):
+    """Parametrises a test over (device, case) for every Case of ``module`` on every device."""
+    pairs = [(device, case) for device in bench_devices() for case in module.cases(device)]
+    ids = [f"{d}-{c.op}-{c.shape}-{c.mode}".replace(" ", "_").replace(",", "") for d, c in pairs]
+    return pytest.mark.parametrize("device,case", pairs, ids=ids)
+
+
+def bench_case(benchmark, device, case, impl, inputs=None, **pedantic):
+    """Times ``case.<impl>`` on ``inputs`` (default: a fresh ``case.setup()``), CUDA synchronised
+    inside the timed call; ``pedantic`` goes to ``benchmark.pedantic`` (rounds, iterations, ...)."""
+    inputs = case.setup() if inputs is None else inputs
+    fn = getattr(case, impl)
+
+    def call():
+        fn(inputs)
+        synchronize(device)
+
+    benchmark.group = f"{case.op} {device} {case.shape} {case.mode}"
+    benchmark.pedantic(call, **pedantic)
 
 
 @pytest.fixture(autouse=True)

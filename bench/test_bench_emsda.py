@@ -2,26 +2,12 @@
 
 Run: python -m pytest bench/test_bench_emsda.py --benchmark-json=bench/results/emsda.json
 """
-import pytest
+from posetr.profile import emsda
 
-from posetr.profile import emsda, synchronize
-
-from conftest import bench_devices
-
-CASES = [(device, case) for device in bench_devices() for case in emsda.cases(device)]
+from conftest import IMPLS, bench_case, case_params
 
 
-@pytest.mark.parametrize("impl", ["posetr", "reference"])
-@pytest.mark.parametrize(
-    "device,case", CASES, ids=[f"{d}-{c.shape}-{c.mode}".replace(" ", "_") for d, c in CASES]
-)
+@IMPLS
+@case_params(emsda)
 def test_emsda(benchmark, device, case, impl):
-    inputs = case.setup()
-    fn = getattr(case, impl)
-
-    def call():
-        fn(inputs)
-        synchronize(device)
-
-    benchmark.group = f"emsda {device} {case.shape} {case.mode}"
-    benchmark.pedantic(call, rounds=3, warmup_rounds=1)
+    bench_case(benchmark, device, case, impl, rounds=3, warmup_rounds=1)

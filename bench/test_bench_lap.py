@@ -2,24 +2,12 @@
 
 Run: python -m pytest bench/test_bench_lap.py --benchmark-json=bench/results/lap.json
 """
-import pytest
+from posetr.profile import lap
 
-from posetr.profile import lap, synchronize
-
-from conftest import bench_devices
-
-CASES = [(device, case) for device in bench_devices() for case in lap.cases(device)]
+from conftest import IMPLS, bench_case, case_params
 
 
-@pytest.mark.parametrize("impl", ["posetr", "reference"])
-@pytest.mark.parametrize("device,case", CASES, ids=[f"{d}-{c.shape}".replace(" ", "_") for d, c in CASES])
+@IMPLS
+@case_params(lap)
 def test_linear_sum_assignment(benchmark, device, case, impl):
-    inputs = case.setup()
-    fn = getattr(case, impl)
-
-    def call():
-        fn(inputs)
-        synchronize(device)
-
-    benchmark.group = f"linear_sum_assignment {device} {case.shape}"
-    benchmark.pedantic(call, rounds=50, iterations=5, warmup_rounds=2)
+    bench_case(benchmark, device, case, impl, rounds=50, iterations=5, warmup_rounds=2)

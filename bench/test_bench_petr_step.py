@@ -4,11 +4,9 @@ Run: python -m pytest bench/test_bench_petr_step.py --benchmark-json=bench/resul
 """
 import pytest
 
-from posetr.profile import petr_step, synchronize
+from posetr.profile import petr_step
 
-from conftest import bench_devices
-
-CASES = [(device, case) for device in bench_devices() for case in petr_step.cases(device)]
+from conftest import IMPLS, bench_case, case_params
 
 
 @pytest.fixture(scope="module")
@@ -16,16 +14,9 @@ def inputs():
     return {}
 
 
-@pytest.mark.parametrize("impl", ["posetr", "reference"])
-@pytest.mark.parametrize("device,case", CASES, ids=[d for d, _ in CASES])
+@IMPLS
+@case_params(petr_step)
 def test_petr_step(benchmark, inputs, device, case, impl):
     if device not in inputs:  # both impls share one setup (two R50 models)
         inputs[device] = case.setup()
-    fn = getattr(case, impl)
-
-    def call():
-        fn(inputs[device])
-        synchronize(device)
-
-    benchmark.group = f"petr_step {device} {case.shape}"
-    benchmark.pedantic(call, rounds=3, warmup_rounds=1)
+    bench_case(benchmark, device, case, impl, inputs=inputs[device], rounds=3, warmup_rounds=1)
