@@ -31,9 +31,24 @@ def register_sampling_op(name, backward):
     torch.library.register_autograd(f"posetr::{name}", gradient, setup_context=setup_context)
 
 
-def check_same_device(value, **tensors):
-    """torch._check that every tensor is on value's device (for fake kernels)."""
-    for name, t in tensors.items():
+def check_fake_inputs(
+    value, value_layout, value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights
+):
+    """torch._check the ranks and devices a sampling op's fake kernel relies on
+    (the C++ kernels check everything else). ``value_layout`` is e.g. "[N, S, M, D]"."""
+    rank = value_layout.count(",") + 1
+    torch._check(value.dim() == rank, lambda: f"value must be a {rank}-D tensor {value_layout}, got {tuple(value.shape)}")
+    torch._check(
+        sampling_locations.dim() == 6,
+        lambda: f"sampling_locations must be a 6-D tensor [N, Lq, M, L, P, 2], got {tuple(sampling_locations.shape)}",
+    )
+    others = {
+        "value_spatial_shapes": value_spatial_shapes,
+        "value_level_start_index": value_level_start_index,
+        "sampling_locations": sampling_locations,
+        "attention_weights": attention_weights,
+    }
+    for name, t in others.items():
         torch._check(
             t.device == value.device,
             lambda: f"{name} is on {t.device} but value is on {value.device}; all inputs must be on one device",

@@ -8,7 +8,7 @@ gradient and exposes the functional API.
 import torch
 
 from posetr._ext import HAS_EXTENSION, warn_fallback
-from posetr.ops._sampling_registration import check_same_device, register_sampling_op
+from posetr.ops._sampling_registration import check_fake_inputs, register_sampling_op
 from posetr.ops.reference import ms_deform_attn_pytorch
 
 __all__ = ["emsda", "emsda_sample", "emsda_sample_backward"]
@@ -157,17 +157,8 @@ if HAS_EXTENSION:
     def _emsda_sample_fake(
         value, value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights, im2col_step
     ):
-        torch._check(value.dim() == 3, lambda: f"value must be a 3-D tensor [N, S, C], got {tuple(value.shape)}")
-        torch._check(
-            sampling_locations.dim() == 6,
-            lambda: f"sampling_locations must be a 6-D tensor [N, Lq, M, L, P, 2], got {tuple(sampling_locations.shape)}",
-        )
-        check_same_device(
-            value,
-            value_spatial_shapes=value_spatial_shapes,
-            value_level_start_index=value_level_start_index,
-            sampling_locations=sampling_locations,
-            attention_weights=attention_weights,
+        check_fake_inputs(
+            value, "[N, S, C]", value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights
         )
         n, _, c = value.shape
         return value.new_empty((n, sampling_locations.shape[1], sampling_locations.shape[2], c))

@@ -7,7 +7,7 @@ the drop-in ``MSDeformAttnFunction`` of Deformable DETR.
 import torch
 
 from posetr._ext import HAS_EXTENSION, warn_fallback
-from posetr.ops._sampling_registration import check_same_device, register_sampling_op
+from posetr.ops._sampling_registration import check_fake_inputs, register_sampling_op
 from posetr.ops.reference import ms_deform_attn_pytorch
 
 __all__ = ["ms_deform_attn", "ms_deform_attn_backward", "MSDeformAttnFunction", "MultiScaleDeformableAttnFunction"]
@@ -96,17 +96,8 @@ if HAS_EXTENSION:
     def _ms_deform_attn_fake(
         value, value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights, im2col_step
     ):
-        torch._check(value.dim() == 4, lambda: f"value must be a 4-D tensor [N, S, M, D], got {tuple(value.shape)}")
-        torch._check(
-            sampling_locations.dim() == 6,
-            lambda: f"sampling_locations must be a 6-D tensor [N, Lq, M, L, P, 2], got {tuple(sampling_locations.shape)}",
-        )
-        check_same_device(
-            value,
-            value_spatial_shapes=value_spatial_shapes,
-            value_level_start_index=value_level_start_index,
-            sampling_locations=sampling_locations,
-            attention_weights=attention_weights,
+        check_fake_inputs(
+            value, "[N, S, M, D]", value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights
         )
         n, _, m, d = value.shape
         return value.new_empty((n, sampling_locations.shape[1], m * d))
