@@ -6,7 +6,8 @@ import torch
 
 from posetr.models.backbone import FrozenBatchNorm2d, ResNet, load_torchvision_state_dict
 from posetr.models.config import ModelConfig
-from posetr.models.deformable_attention import DeformableAttention, PoseDeformableAttention
+from posetr.models.deformable_attention import PoseDeformableAttention
+from posetr.ops import MSDeformAttn
 from posetr.models.deformable_encoder import encoder_reference_points, flatten_levels
 from posetr.models.heatmap import gaussian_radius, heatmap_focal_loss, render_heatmaps
 from posetr.models.position_encoding import PositionEmbeddingSine
@@ -131,7 +132,7 @@ def _attention_inputs(n_levels, Lq=5, C=16):
 
 def test_deformable_attention_shapes():
     query, value, shapes, starts = _attention_inputs(2)
-    attn = DeformableAttention(d_model=16, n_levels=2, n_heads=4, n_points=3, attn_fn=ms_deform_attn_pytorch)
+    attn = MSDeformAttn(d_model=16, n_levels=2, n_heads=4, n_points=3, attn_fn=ms_deform_attn_pytorch)
     out = attn(query, torch.rand(2, 5, 2, 2), value, shapes, starts, torch.zeros(2, value.shape[1], dtype=torch.bool))
     assert out.shape == (2, 5, 16)
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posetr.models.deformable_attention import DeformableAttention
+from posetr.ops import MSDeformAttn
 
 
 class FFN(nn.Module):
@@ -40,7 +40,7 @@ class DeformableEncoderLayer(nn.Module):
     def __init__(self, *, d_model: int, n_levels: int, n_heads: int, n_points: int, dim_feedforward: int,
                  dropout: float, attn_fn: Callable):
         super().__init__()
-        self.self_attn = DeformableAttention(
+        self.self_attn = MSDeformAttn(
             d_model=d_model, n_levels=n_levels, n_heads=n_heads, n_points=n_points, attn_fn=attn_fn
         )
         self.dropout = nn.Dropout(dropout)

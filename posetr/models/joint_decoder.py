@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from posetr.models.deformable_attention import DeformableAttention
+from posetr.ops import MSDeformAttn
 from posetr.models.deformable_encoder import FFN
 from posetr.models.pose_decoder import inverse_sigmoid, keypoint_mlp
 
@@ -33,7 +33,7 @@ class JointDecoderLayer(nn.Module):
         self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.cross_attn = DeformableAttention(
+        self.cross_attn = MSDeformAttn(
             d_model=d_model, n_levels=n_levels, n_heads=n_heads, n_points=n_points, attn_fn=attn_fn
         )
         self.dropout2 = nn.Dropout(dropout)

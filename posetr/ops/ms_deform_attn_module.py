@@ -41,12 +41,14 @@ class MSDeformAttn(nn.Module):
         n_levels (int): number of feature levels L.
         n_heads (int): number of attention heads M.
         n_points (int): sampling points P per head and level.
+        attn_fn (callable): the MSDA kernel, with the signature of :func:`posetr.ops.ms_deform_attn`
+            (default); models pass ``posetr.ops.reference.ms_deform_attn_pytorch`` to run on the oracle.
 
     Raises:
         ValueError: ``d_model`` not divisible by ``n_heads``.
     """
 
-    def __init__(self, d_model=256, n_levels=4, n_heads=8, n_points=4):
+    def __init__(self, d_model=256, n_levels=4, n_heads=8, n_points=4, attn_fn=ms_deform_attn):
         super().__init__()
         if d_model % n_heads != 0:
             raise ValueError(f"d_model must be divisible by n_heads, got d_model={d_model}, n_heads={n_heads}")
@@ -55,6 +57,7 @@ class MSDeformAttn(nn.Module):
         self.n_levels = n_levels
         self.n_heads = n_heads
         self.n_points = n_points
+        self.attn_fn = attn_fn
         self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
         self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
         self.value_proj = nn.Linear(d_model, d_model)
@@ -90,15 +93,7 @@ class MSDeformAttn(nn.Module):
             ValueError: ``reference_points`` whose last dimension is not 2 or 4, and
                 every error of :func:`posetr.ops.ms_deform_attn`.
         """
-        N, Lq, _ = query.shape
-        S = input_flatten.shape[1]
-        value = self.value_proj(input_flatten)
-        if input_padding_mask is not None:
-            value = value.masked_fill(input_padding_mask[..., None], 0.0)
-        value = value.view(N, S, self.n_heads, self.d_model // self.n_heads)
-        offsets = self.sampling_offsets(query).view(N, Lq, self.n_heads, self.n_levels, self.n_points, 2)
-        weights = self.attention_weights(query).view(N, Lq, self.n_heads, self.n_levels * self.n_points)
-        weights = F.softmax(weights, -1).view(N, Lq, self.n_heads, self.n_levels, self.n_points)
+        value, offsets, weights = self._project(query, input_flatten, input_padding_mask)
         if reference_points.shape[-1] == 2:
             normalizer = torch.stack([input_spatial_shapes[..., 1], input_spatial_shapes[..., 0]], -1)
             locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
@@ -111,5 +106,27 @@ class MSDeformAttn(nn.Module):
             raise ValueError(
                 f"reference_points must end in 2 (x, y) or 4 (cx, cy, w, h), got shape {tuple(reference_points.shape)}"
             )
-        output = ms_deform_attn(value, input_spatial_shapes, input_level_start_index, locations, weights, self.im2col_step)
+        return self._attend(value, input_spatial_shapes, input_level_start_index, locations, weights)
+
+    def _project(self, query, input_flatten, input_padding_mask):
+        """Per-head values [N, S, M, D], sampling offsets [N, Lq, M, L, P, 2] (pixels of each
+        level) and softmaxed attention weights [N, Lq, M, L, P]."""
+        N, Lq, _ = query.shape
+        value = self.value_proj(input_flatten)
+        if input_padding_mask is not None:
+            value = value.masked_fill(input_padding_mask[..., None], 0.0)
+        value = value.view(N, input_flatten.shape[1], self.n_heads, self.d_model // self.n_heads)
+        offsets = self.sampling_offsets(query).view(N, Lq, self.n_heads, self.n_levels, self.n_points, 2)
+        weights = self.attention_weights(query).view(N, Lq, self.n_heads, self.n_levels * self.n_points)
+        weights = F.softmax(weights, -1).view(N, Lq, self.n_heads, self.n_levels, self.n_points)
+        return value, offsets, weights
+
+    def _attend(self, value, spatial_shapes, level_start_index, locations, weights):
+        """The kernel and the output projection. Under float16/bfloat16 autocast the projections
+        are low precision but the locations (reference points + offsets) float32: the kernel runs
+        in the widest of the three dtypes so the locations keep their precision."""
+        dtype = torch.promote_types(torch.promote_types(value.dtype, locations.dtype), weights.dtype)
+        output = self.attn_fn(
+            value.to(dtype), spatial_shapes, level_start_index, locations.to(dtype), weights.to(dtype), self.im2col_step
+        )
         return self.output_proj(output)
