@@ -53,7 +53,16 @@ struct LapWorkspace {
       for (auto* a : {&row4col, &remaining, &pos, &reached_cols, &moved}) a->resize(nc);
     }
   }
+
+  int64_t bytes() const {
+    return static_cast<int64_t>((cost.size() + u.size() + 4 * v.size()) * sizeof(double) +
+                                (col4row.size() + 5 * row4col.size()) * sizeof(int32_t));
+  }
 };
+
+// Each thread keeps its workspace between calls, so that a training loop's small
+// matchings neither allocate nor page-fault; one grown past this is freed after use.
+constexpr int64_t kKeptWorkspaceBytes = 1 << 20;
 
 // The vector passes below are compiled for AVX-512, AVX2 and the baseline and
 // picked at load time; they hold only exact operations (adds, negation, compares,
@@ -254,7 +263,7 @@ void solve_batch(const at::Tensor& cost, const int64_t* num_rows, const int64_t*
   const int64_t sb = cost.stride(0), sr = cost.stride(1), sc = cost.stride(2);
   const scalar_t* data = cost.const_data_ptr<scalar_t>();
   auto solve_items = [&, K](int64_t begin, int64_t end) {
-    LapWorkspace ws;
+    thread_local LapWorkspace ws;
     for (int64_t b = begin; b < end; ++b) {
       const LapShape shape = lap_shape(num_rows ? num_rows[b] : N, num_cols ? num_cols[b] : M);
       int64_t* rows_b = row_ind + b * K;
@@ -276,6 +285,7 @@ void solve_batch(const at::Tensor& cost, const int64_t* num_rows, const int64_t*
         std::fill(cols_b, cols_b + K, -1);
       }
     }
+    if (ws.bytes() > kKeptWorkspaceBytes) ws = LapWorkspace{};
   };
   // An item costs at least N * M steps: below ~64k in all the batch runs inline.
   if (B * N * M < (1 << 16) || at::get_num_threads() < 2 || at::in_parallel_region()) {

@@ -71,10 +71,19 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def time_call(fn, inputs, device, repeats):
-    """Median wall time of ``fn(inputs)`` in seconds, after one warm-up call."""
-    fn(inputs)
-    synchronize(device)
+def time_call(fn, inputs, device, repeats, warm_up_s=0.05):
+    """Median wall time of ``fn(inputs)`` in seconds.
+
+    Calls ``fn`` until ``warm_up_s`` seconds have passed (at least once) before timing:
+    a microsecond call needs thousands of calls before Python's adaptive interpreter,
+    the caches and the branch predictors are warm, a second-long call needs one.
+    """
+    start = time.perf_counter()
+    while True:
+        fn(inputs)
+        synchronize(device)
+        if time.perf_counter() - start >= warm_up_s:
+            break
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
