@@ -65,6 +65,39 @@ def test_thousands_of_padded_items_equal_scipy(device):
     assert torch.equal(col_ind.cpu(), expected[1])
 
 
+def test_float32_padded_items_equal_scipy():
+    # float32 items with more rows than columns are loaded by a tiled transpose
+    # (4 x 4 tiles plus remainders): blocks of every size modulo 4, under maximize too.
+    gen = torch.Generator().manual_seed(5)
+    B, N, M = 600, 23, 11
+    cost = random_batch(gen, B, N, M, torch.float32)
+    cost[::4] = torch.round(cost[::4] / cost[::4].amax((1, 2), keepdim=True) * 3)  # ties
+    num_rows = torch.randint(0, N + 1, (B,), generator=gen)
+    num_cols = torch.randint(0, M + 1, (B,), generator=gen)
+    for maximize in (False, True):
+        row_ind, col_ind = batched_linear_sum_assignment(cost, num_rows, num_cols, maximize=maximize)
+        expected = scipy_batch(cost, num_rows.tolist(), num_cols.tolist(), maximize)
+        assert torch.equal(row_ind, expected[0])
+        assert torch.equal(col_ind, expected[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("row,col", [(0, 0), (5, 2), (9, 3), (2, 6), (10, 6)])
+def test_invalid_entry_found_anywhere_in_a_transposed_block(dtype, row, col):
+    # A 11 x 7 block is solved transposed: (row, col) hits a full tile, the column
+    # remainder, the row remainder and the corner of the tiled load.
+    cost = torch.rand(2, 11, 7, dtype=dtype)
+    cost[1, row, col] = float("nan")
+    with pytest.raises(ValueError, match=r"cost\[1\]: matrix contains invalid numeric entries"):
+        batched_linear_sum_assignment(cost)
+    cost[1, row, col] = -INF
+    with pytest.raises(ValueError, match=r"cost\[1\]: matrix contains invalid numeric entries"):
+        batched_linear_sum_assignment(cost)
+    cost[1, row, col] = INF  # invalid only under maximize
+    with pytest.raises(ValueError, match=r"cost\[1\]: matrix contains invalid numeric entries"):
+        batched_linear_sum_assignment(cost, maximize=True)
+
+
 def test_padding_outside_the_block_is_ignored():
     gen = torch.Generator().manual_seed(1)
     cost = random_batch(gen, 3, 10, 6)

@@ -2,8 +2,9 @@
 // shortest-augmenting-path steps from lap/lap_math.h; large batches are shared
 // between the calling thread and ATen's inter-op pool (share_items).
 //
-// Each item's block is first copied into a contiguous float64 buffer, transposed
-// and negated as scipy does (that pass also checks for NaN / -inf). Each search
+// Each item's block is first copied into a contiguous buffer of its own type,
+// transposed and negated as scipy does, and checked for NaN / -inf; the search
+// widens float32 entries to float64 as it reads them (exactly scipy's values). Each search
 // step then relaxes every column in one branch-free pass that the compiler
 // vectorises, and a second pass picks among the columns of least cost by scipy's
 // tie rule (lap_priority), so the answer is scipy's even with ties.
@@ -14,6 +15,10 @@
 #include <torch/csrc/utils/pybind.h>
 #include <torch/library.h>
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -21,6 +26,7 @@
 #include <optional>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "common/cpu_clones.h"
@@ -33,13 +39,17 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// Scratch memory of one task, grown to the largest item it solves.
+// Scratch memory of one task, grown to the largest item it solves. The costs are
+// kept in the input's type (float32 costs are widened when read: exact, and half
+// the memory traffic of a float64 copy); the search state is float64, as scipy's.
+template <typename cost_t>
 struct LapWorkspace {
+  std::vector<cost_t> cost;
   // mask[j] is 0 for a column the current search has not reached and +inf for a
   // reached one: adding it keeps reached columns out of the vector passes.
   // path[j] is kept as a double (an exact row index) so that the relaxation pass
   // moves only doubles and vectorises cleanly.
-  std::vector<double> cost, u, v, spc, mask, path;
+  std::vector<double> u, v, spc, mask, path;
   std::vector<int32_t> row4col, col4row, remaining, pos, reached_cols, moved;
 
   void resize(int64_t nr, int64_t nc) {
@@ -55,7 +65,7 @@ struct LapWorkspace {
   }
 
   int64_t bytes() const {
-    return static_cast<int64_t>((cost.size() + u.size() + 4 * v.size()) * sizeof(double) +
+    return static_cast<int64_t>(cost.size() * sizeof(cost_t) + (u.size() + 4 * v.size()) * sizeof(double) +
                                 (col4row.size() + 5 * row4col.size()) * sizeof(int32_t));
   }
 };
@@ -69,34 +79,77 @@ constexpr int64_t kKeptWorkspaceBytes = 1 << 20;
 // selects), so every version computes the same bits.
 #define POSETR_LAP_CLONES POSETR_TARGET_CLONES("avx512f", "avx2", "default")
 
+// out[k] = sign * out[k] over the n entries of a loaded problem; true if one is NaN
+// or -inf after the sign (scipy's validity test). Negation is exact in either type.
+template <typename cost_t>
+POSETR_LAP_CLONES bool sign_and_check(cost_t* __restrict out, int64_t n, cost_t sign) {
+  int invalid = 0;
+#pragma omp simd reduction(| : invalid)
+  for (int64_t k = 0; k < n; ++k) {
+    const cost_t x = sign * out[k];
+    invalid |= lap_cost_invalid(x);
+    out[k] = x;
+  }
+  return invalid != 0;
+}
+
+// out[i * nc + j] = in[i + j * s_col] for a problem whose rows are adjacent in
+// memory: the transpose of a row-major block, which is how DETR's [queries, people]
+// costs are solved. 4 x 4 tiles transposed in SSE registers cost about a third of
+// an element-by-element strided copy.
+void load_adjacent_rows(const float* __restrict in, int64_t s_col, int64_t nr, int64_t nc, float* __restrict out) {
+  int64_t i0 = 0;
+#if defined(__SSE2__)
+  for (; i0 + 4 <= nr; i0 += 4) {
+    int64_t j0 = 0;
+    for (; j0 + 4 <= nc; j0 += 4) {
+      const float* tile = in + i0 + j0 * s_col;
+      __m128 c0 = _mm_loadu_ps(tile), c1 = _mm_loadu_ps(tile + s_col);
+      __m128 c2 = _mm_loadu_ps(tile + 2 * s_col), c3 = _mm_loadu_ps(tile + 3 * s_col);
+      _MM_TRANSPOSE4_PS(c0, c1, c2, c3);  // c_k: row i0 + k, columns j0 .. j0 + 3
+      _mm_storeu_ps(out + i0 * nc + j0, c0);
+      _mm_storeu_ps(out + (i0 + 1) * nc + j0, c1);
+      _mm_storeu_ps(out + (i0 + 2) * nc + j0, c2);
+      _mm_storeu_ps(out + (i0 + 3) * nc + j0, c3);
+    }
+    for (; j0 < nc; ++j0) {
+      for (int64_t i = i0; i < i0 + 4; ++i) out[i * nc + j0] = in[i + j0 * s_col];
+    }
+  }
+#endif
+  for (; i0 < nr; ++i0) {
+    for (int64_t j = 0; j < nc; ++j) out[i0 * nc + j] = in[i0 + j * s_col];
+  }
+}
+
 // out[i * nc + j] = sign * in[i * s_row + j * s_col] for the solved problem's nr x nc
 // entries (s_row, s_col swapped by the caller for a transposed problem). Returns
 // true if an entry is NaN or -inf after the sign (scipy's validity test).
 template <typename scalar_t>
-POSETR_LAP_CLONES bool load_problem(const scalar_t* __restrict in, int64_t s_row, int64_t s_col, int64_t nr,
-                                    int64_t nc, double sign, double* __restrict out) {
-  int invalid = 0;
-  for (int64_t i = 0; i < nr; ++i) {
-    double* o = out + i * nc;
-#pragma omp simd reduction(| : invalid)
-    for (int64_t j = 0; j < nc; ++j) {
-      const double x = lap_load_cost(in, s_row, s_col, sign, i, j);
-      invalid |= lap_cost_invalid(x);
-      o[j] = x;
+bool load_problem(const scalar_t* __restrict in, int64_t s_row, int64_t s_col, int64_t nr, int64_t nc,
+                  scalar_t sign, scalar_t* __restrict out) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (s_row == 1 && s_col != 1) {
+      load_adjacent_rows(in, s_col, nr, nc, out);
+      return sign_and_check(out, nr * nc, sign);
     }
   }
-  return invalid != 0;
+  for (int64_t i = 0; i < nr; ++i) {
+    for (int64_t j = 0; j < nc; ++j) out[i * nc + j] = in[i * s_row + j * s_col];
+  }
+  return sign_and_check(out, nr * nc, sign);
 }
 
 // The two vector passes of a search step.
 // First step of a search (spc all +inf, nothing reached): every column's path is
 // the edge from row i. Returns the least cost.
-POSETR_LAP_CLONES double relax_first(const double* __restrict row, double u_i, const double* __restrict v,
+template <typename cost_t>
+POSETR_LAP_CLONES double relax_first(const cost_t* __restrict row, double u_i, const double* __restrict v,
                                      double* __restrict spc, double* __restrict path, double i, int64_t nc) {
   double lowest = kInf;
 #pragma omp simd reduction(min : lowest)
   for (int64_t j = 0; j < nc; ++j) {
-    const double r = lap_reduced_cost(0.0, row[j], u_i, v[j]);
+    const double r = lap_reduced_cost(0.0, static_cast<double>(row[j]), u_i, v[j]);
     spc[j] = r;
     path[j] = i;
     lowest = std::min(lowest, r);
@@ -105,14 +158,15 @@ POSETR_LAP_CLONES double relax_first(const double* __restrict row, double u_i, c
 }
 
 // Later steps: relax the columns not reached yet from row i. Returns the least cost.
-POSETR_LAP_CLONES double relax(const double* __restrict row, double min_val, double u_i, const double* __restrict v,
+template <typename cost_t>
+POSETR_LAP_CLONES double relax(const cost_t* __restrict row, double min_val, double u_i, const double* __restrict v,
                                const double* __restrict mask, double* __restrict spc, double* __restrict path,
                                double i, int64_t nc) {
   double lowest = kInf;
 #pragma omp simd reduction(min : lowest)
   for (int64_t j = 0; j < nc; ++j) {
     // + mask: +inf for reached columns, which then never compare shorter.
-    const double r = lap_reduced_cost(min_val, row[j], u_i, v[j]) + mask[j];
+    const double r = lap_reduced_cost(min_val, static_cast<double>(row[j]), u_i, v[j]) + mask[j];
     const bool shorter = r < spc[j];
     spc[j] = shorter ? r : spc[j];
     path[j] = shorter ? i : path[j];
@@ -137,8 +191,9 @@ POSETR_LAP_CLONES int64_t count_least(const double* __restrict spc, const double
 // One search (scipy's augmenting_path) from row cur_row. Returns the sink column,
 // or -1 if the problem is infeasible; sets min_val and the reached columns.
 // remaining/pos hold scipy's initial order on entry and again on return.
-int64_t shortest_path(LapWorkspace& ws, int64_t nc, int64_t cur_row, double& min_val, int64_t& num_reached) {
-  const double* cost = ws.cost.data();
+template <typename cost_t>
+int64_t shortest_path(LapWorkspace<cost_t>& ws, int64_t nc, int64_t cur_row, double& min_val, int64_t& num_reached) {
+  const cost_t* cost = ws.cost.data();
   double *v = ws.v.data(), *spc = ws.spc.data(), *mask = ws.mask.data(), *path = ws.path.data();
   int32_t *pos = ws.pos.data(), *remaining = ws.remaining.data(), *reached = ws.reached_cols.data();
   int32_t* moved = ws.moved.data();
@@ -148,7 +203,7 @@ int64_t shortest_path(LapWorkspace& ws, int64_t nc, int64_t cur_row, double& min
   min_val = 0;
   int64_t i = cur_row, sink = -1;
   while (true) {
-    const double* row = cost + i * nc;
+    const cost_t* row = cost + i * nc;
     const double lowest = num_reached == 0
                               ? relax_first(row, ws.u[i], v, spc, path, static_cast<double>(i), nc)
                               : relax(row, min_val, ws.u[i], v, mask, spc, path, static_cast<double>(i), nc);
@@ -187,7 +242,8 @@ int64_t shortest_path(LapWorkspace& ws, int64_t nc, int64_t cur_row, double& min
 }
 
 // Solves the nr x nc problem in ws.cost (scipy's solve()); col4row gets the answer.
-LapStatus solve_problem(LapWorkspace& ws, int64_t nr, int64_t nc) {
+template <typename cost_t>
+LapStatus solve_problem(LapWorkspace<cost_t>& ws, int64_t nr, int64_t nc) {
   std::fill(ws.u.begin(), ws.u.begin() + nr, 0.0);
   std::fill(ws.v.begin(), ws.v.begin() + nc, 0.0);
   std::fill(ws.mask.begin(), ws.mask.begin() + nc, 0.0);
@@ -209,7 +265,8 @@ LapStatus solve_problem(LapWorkspace& ws, int64_t nr, int64_t nc) {
 }
 
 // Writes the item's answer in scipy's order (rows ascending) followed by -1.
-void write_answer(const LapWorkspace& ws, const LapShape& shape, int64_t K, int64_t* row_ind, int64_t* col_ind) {
+template <typename cost_t>
+void write_answer(const LapWorkspace<cost_t>& ws, const LapShape& shape, int64_t K, int64_t* row_ind, int64_t* col_ind) {
   int64_t k = 0;
   if (shape.transpose) {
     // Original rows are the solved problem's columns: list them in order.
@@ -263,7 +320,7 @@ void solve_batch(const at::Tensor& cost, const int64_t* num_rows, const int64_t*
   const int64_t sb = cost.stride(0), sr = cost.stride(1), sc = cost.stride(2);
   const scalar_t* data = cost.const_data_ptr<scalar_t>();
   auto solve_items = [&, K](int64_t begin, int64_t end) {
-    thread_local LapWorkspace ws;
+    thread_local LapWorkspace<scalar_t> ws;
     for (int64_t b = begin; b < end; ++b) {
       const LapShape shape = lap_shape(num_rows ? num_rows[b] : N, num_cols ? num_cols[b] : M);
       int64_t* rows_b = row_ind + b * K;
@@ -272,7 +329,7 @@ void solve_batch(const at::Tensor& cost, const int64_t* num_rows, const int64_t*
       if (shape.nr > 0) {
         ws.resize(shape.nr, shape.nc);
         const int64_t s_row = shape.transpose ? sc : sr, s_col = shape.transpose ? sr : sc;
-        s = load_problem(data + b * sb, s_row, s_col, shape.nr, shape.nc, maximize ? -1.0 : 1.0, ws.cost.data())
+        s = load_problem(data + b * sb, s_row, s_col, shape.nr, shape.nc, scalar_t(maximize ? -1 : 1), ws.cost.data())
                 ? kLapInvalid
                 : kLapOk;
         if (s == kLapOk) s = solve_problem(ws, shape.nr, shape.nc);
@@ -285,7 +342,7 @@ void solve_batch(const at::Tensor& cost, const int64_t* num_rows, const int64_t*
         std::fill(cols_b, cols_b + K, -1);
       }
     }
-    if (ws.bytes() > kKeptWorkspaceBytes) ws = LapWorkspace{};
+    if (ws.bytes() > kKeptWorkspaceBytes) ws = LapWorkspace<scalar_t>{};
   };
   // An item costs at least N * M steps: below ~64k in all the batch runs inline.
   if (B * N * M < (1 << 16) || at::get_num_threads() < 2 || at::in_parallel_region()) {

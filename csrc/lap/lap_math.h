@@ -60,9 +60,12 @@ POSETR_HD double lap_load_cost(const scalar_t* block, int64_t s_row, int64_t s_c
   return sign * static_cast<double>(block[i * s_row + j * s_col]);
 }
 
-// scipy's validity test (NaN or -inf), applied to the transformed cost; written
-// as one comparison so that it vectorises.
-POSETR_HD bool lap_cost_invalid(double x) { return !(x > -static_cast<double>(INFINITY)); }
+// scipy's validity test (NaN or -inf), applied to the transformed cost (float32 or
+// float64: widening changes neither); written as one comparison so that it vectorises.
+template <typename T>
+POSETR_HD bool lap_cost_invalid(T x) {
+  return !(x > -static_cast<T>(INFINITY));
+}
 
 // Reduced cost of column j seen from row i at path length min_val, in scipy's
 // evaluation order (((min_val + c) - u_i) - v_j): exact equality needs that order.
