@@ -49,6 +49,25 @@ def test_matches_reference_float64(D, L, P):
     assert_matches_reference(make_inputs(N=2, L=L, Lq=Lq, M=2, D=D, P=P))
 
 
+@pytest.mark.parametrize("levels", [[(5, 37), (3, 19), (2, 10), (1, 5)], [(4, 1), (2, 17), (3, 33)]])
+def test_encoder_queries_match_reference(levels):
+    # Lq == S (an encoder): the CPU forward visits the queries in vertical strips of
+    # each level (EncoderQueryOrder); every query must still be computed exactly once.
+    # Widths above and below the strip width, narrower last strips and 1-wide levels.
+    gen = torch.Generator().manual_seed(7)
+    shapes = torch.tensor(levels, dtype=torch.int64)
+    areas = shapes[:, 0] * shapes[:, 1]
+    starts = torch.cat([areas.new_zeros(1), areas.cumsum(0)[:-1]])
+    N, S, M, D, L, P = 2, int(areas.sum()), 2, 5, len(levels), 3
+    value = torch.randn(N, S, M, D, generator=gen, dtype=torch.float64)
+    loc = torch.rand(N, S, M, L, P, 2, generator=gen, dtype=torch.float64)
+    attn = torch.rand(N, S, M, L, P, generator=gen, dtype=torch.float64)
+    assert_matches_reference((value, shapes, starts, loc, attn))
+    out32 = ms_deform_attn(value.float(), shapes, starts, loc.float(), attn.float())
+    ref = ms_deform_attn_pytorch(value, shapes, starts, loc, attn)
+    torch.testing.assert_close(out32.double(), ref, atol=1e-5, rtol=1e-5)
+
+
 def test_locations_well_outside_the_map():
     assert_matches_reference(make_inputs(L=4, P=4, Lq=40, spread=(-1.5, 2.5)))
 
