@@ -19,11 +19,12 @@ def case_params(module):
     return pytest.mark.parametrize("device,case", pairs, ids=ids)
 
 
-def bench_case(benchmark, device, case, impl, inputs=None, **pedantic):
-    """Times ``case.<impl>`` on ``inputs`` (default: a fresh ``case.setup()``), CUDA synchronised
-    inside the timed call; ``pedantic`` goes to ``benchmark.pedantic`` (rounds, iterations, ...)."""
+def bench_case(benchmark, device, case, impl, inputs=None, fn=None, **pedantic):
+    """Times ``case.<impl>`` (or ``fn``, another implementation of the case) on ``inputs``
+    (default: a fresh ``case.setup()``), CUDA synchronised inside the timed call;
+    ``pedantic`` goes to ``benchmark.pedantic`` (rounds, iterations, ...)."""
     inputs = case.setup() if inputs is None else inputs
-    fn = getattr(case, impl)
+    fn = getattr(case, impl) if fn is None else fn
 
     def call():
         fn(inputs)

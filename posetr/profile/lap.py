@@ -3,7 +3,8 @@
 Grid: B in {2, 8, 32} images, N in {25, 100, 300} queries, M in {1, 5, 13, 30}
 people, float32 costs (DETR-style matching at PETR/POET sizes). The reference is
 what DETR's matcher does per image: ``scipy.optimize.linear_sum_assignment`` on a
-CPU copy of each cost block; posetr solves the batch in one call.
+CPU copy of each cost block; posetr solves the batch in one call. ``lapx_batched`` is
+an optional third column for bench/ (``pip install lapx``).
 """
 import torch
 from scipy.optimize import linear_sum_assignment as scipy_lsa
@@ -28,6 +29,17 @@ def posetr_batched(cost):
 def scipy_loop(cost):
     blocks = cost.cpu().numpy()
     return [scipy_lsa(block) for block in blocks]
+
+
+def lapx_batched(cost):
+    """``lapx.lapjvr_batch`` (the ``lap`` module of the optional ``lapx`` package) on a CPU
+    copy of the batch, with torch's thread count: the issue's other CPU baseline. It solves
+    the same problems (not always with scipy's indices on ties) and does not check for NaN."""
+    import lap
+
+    return lap.lapjvr_batch(
+        cost.cpu().numpy(), extend_cost=True, return_cost=False, n_threads=torch.get_num_threads()
+    )
 
 
 def cases(device, batches=BATCHES, queries=QUERIES, people=PEOPLE):
