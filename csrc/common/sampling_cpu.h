@@ -118,7 +118,8 @@ struct EncoderQueryOrder {
   const int64_t* starts;
   int64_t L, strips;
 
-  EncoderQueryOrder(const int64_t* shapes_, const int64_t* starts_, int64_t L_) : shapes(shapes_), starts(starts_), L(L_) {
+  EncoderQueryOrder(const int64_t* shapes_, const int64_t* starts_, int64_t L_)
+      : shapes(shapes_), starts(starts_), L(L_) {
     int64_t widest = 1;
     for (int64_t l = 0; l < L; ++l) widest = std::max(widest, shapes[2 * l + 1]);
     strips = (widest + kStripWidth - 1) / kStripWidth;

@@ -266,7 +266,8 @@ LapStatus solve_problem(LapWorkspace<cost_t>& ws, int64_t nr, int64_t nc) {
 
 // Writes the item's answer in scipy's order (rows ascending) followed by -1.
 template <typename cost_t>
-void write_answer(const LapWorkspace<cost_t>& ws, const LapShape& shape, int64_t K, int64_t* row_ind, int64_t* col_ind) {
+void write_answer(const LapWorkspace<cost_t>& ws, const LapShape& shape, int64_t K, int64_t* row_ind,
+                  int64_t* col_ind) {
   int64_t k = 0;
   if (shape.transpose) {
     // Original rows are the solved problem's columns: list them in order.
