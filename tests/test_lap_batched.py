@@ -51,34 +51,24 @@ def test_full_blocks_equal_scipy(device, dtype, maximize, B, N, M):
 
 
 @pytest.mark.parametrize("device", devices())
-def test_thousands_of_padded_items_equal_scipy(device):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_thousands_of_padded_items_equal_scipy(device, dtype, maximize):
+    # Blocks of every size up to 24 x 18, so float32 items with more rows than columns
+    # also cover every remainder of the tiled transpose that loads them (4 x 4 tiles).
     gen = torch.Generator().manual_seed(0)
     B, N, M = 2000, 24, 18
-    cost = random_batch(gen, B, N, M, torch.float64)
+    cost = random_batch(gen, B, N, M, dtype)
     cost[::5] = torch.round(cost[::5] / cost[::5].amax((1, 2), keepdim=True) * 3)  # ties
     num_rows = torch.randint(0, N + 1, (B,), generator=gen)
     num_cols = torch.randint(0, M + 1, (B,), generator=gen)
     num_rows[:3], num_cols[:3] = torch.tensor([0, N, 1]), torch.tensor([M, 0, 1])  # empty and 1x1 items
-    row_ind, col_ind = batched_linear_sum_assignment(cost.to(device), num_rows.to(device), num_cols.to(device))
-    expected = scipy_batch(cost, num_rows.tolist(), num_cols.tolist())
+    row_ind, col_ind = batched_linear_sum_assignment(
+        cost.to(device), num_rows.to(device), num_cols.to(device), maximize=maximize
+    )
+    expected = scipy_batch(cost, num_rows.tolist(), num_cols.tolist(), maximize)
     assert torch.equal(row_ind.cpu(), expected[0])
     assert torch.equal(col_ind.cpu(), expected[1])
-
-
-def test_float32_padded_items_equal_scipy():
-    # float32 items with more rows than columns are loaded by a tiled transpose
-    # (4 x 4 tiles plus remainders): blocks of every size modulo 4, under maximize too.
-    gen = torch.Generator().manual_seed(5)
-    B, N, M = 600, 23, 11
-    cost = random_batch(gen, B, N, M, torch.float32)
-    cost[::4] = torch.round(cost[::4] / cost[::4].amax((1, 2), keepdim=True) * 3)  # ties
-    num_rows = torch.randint(0, N + 1, (B,), generator=gen)
-    num_cols = torch.randint(0, M + 1, (B,), generator=gen)
-    for maximize in (False, True):
-        row_ind, col_ind = batched_linear_sum_assignment(cost, num_rows, num_cols, maximize=maximize)
-        expected = scipy_batch(cost, num_rows.tolist(), num_cols.tolist(), maximize)
-        assert torch.equal(row_ind, expected[0])
-        assert torch.equal(col_ind, expected[1])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
