@@ -137,38 +137,32 @@ struct EncoderQueryOrder {
   }
 };
 
-// The forward over every row: one task per block of rows, each row accumulated in
-// acc_type and written once. An encoder's queries are visited in EncoderQueryOrder.
+// The forward over every row: one task per block of queries, each row (query, head)
+// accumulated in acc_type and written once. An encoder's queries (Lq == S) are
+// visited in EncoderQueryOrder, any other queries in order.
 template <typename scalar_t>
 void sampling_forward_cpu(const scalar_t* value, const int64_t* shapes, const int64_t* starts,
                           const scalar_t* locations, const scalar_t* weights, scalar_t* output,
                           const SamplingSizes& s) {
   using acc_t = acc_type<scalar_t>;
-  const auto run_row = [&](int64_t row, Sample<acc_t>* samples, acc_t* acc) {
-    if constexpr (std::is_same_v<scalar_t, float>) {
-      sampling_forward_row_f32(value, shapes, starts, locations, weights, output, s, row, samples, acc);
-    } else {
-      sampling_forward_row<scalar_t>(value, shapes, starts, locations, weights, output, s, row, samples, acc);
-    }
-  };
-  if (s.Lq == s.S && s.L > 0) {
-    const EncoderQueryOrder order(shapes, starts, s.L);
-    const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.M * s.L * s.P * s.D));
-    at::parallel_for(0, s.N * s.Lq, grain, [&](int64_t begin, int64_t end) {
-      std::vector<acc_t> acc(s.D);
-      std::vector<Sample<acc_t>> samples(s.L * s.P);
-      for (int64_t nk = begin; nk < end; ++nk) {
-        const int64_t n = nk / s.Lq, q = order.query(nk % s.Lq);
-        for (int64_t m = 0; m < s.M; ++m) run_row((n * s.Lq + q) * s.M + m, samples.data(), acc.data());
-      }
-    });
-    return;
-  }
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.L * s.P * s.D));
-  at::parallel_for(0, s.rows(), grain, [&](int64_t begin, int64_t end) {
+  const bool encoder = s.Lq == s.S && s.L > 0;
+  const EncoderQueryOrder order(shapes, starts, s.L);
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.M * s.L * s.P * s.D));
+  at::parallel_for(0, s.N * s.Lq, grain, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(s.D);
     std::vector<Sample<acc_t>> samples(s.L * s.P);
-    for (int64_t row = begin; row < end; ++row) run_row(row, samples.data(), acc.data());
+    for (int64_t nk = begin; nk < end; ++nk) {
+      const int64_t n = nk / s.Lq, k = nk % s.Lq, q = encoder ? order.query(k) : k;
+      for (int64_t row = (n * s.Lq + q) * s.M; row < (n * s.Lq + q + 1) * s.M; ++row) {
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          sampling_forward_row_f32(value, shapes, starts, locations, weights, output, s, row, samples.data(),
+                                   acc.data());
+        } else {
+          sampling_forward_row<scalar_t>(value, shapes, starts, locations, weights, output, s, row, samples.data(),
+                                         acc.data());
+        }
+      }
+    }
   });
 }
 
