@@ -79,7 +79,7 @@ constexpr int64_t kKeptWorkspaceBytes = 1 << 20;
 // selects), so every version computes the same bits.
 #define POSETR_LAP_CLONES POSETR_TARGET_CLONES("avx512f", "avx2", "default")
 
-// out[k] = sign * out[k] over the n entries of a loaded problem; true if one is NaN
+// out[k] = sign * out[k] over the n entries of a copied problem; true if one is NaN
 // or -inf after the sign (scipy's validity test). Negation is exact in either type.
 template <typename cost_t>
 POSETR_LAP_CLONES bool sign_and_check(cost_t* __restrict out, int64_t n, cost_t sign) {
@@ -134,6 +134,9 @@ bool load_problem(const scalar_t* __restrict in, int64_t s_row, int64_t s_col, i
       return sign_and_check(out, nr * nc, sign);
     }
   }
+  // A plain copy and then one vector pass: a single strided pass that also negates
+  // and checks compiles to gathers for runtime strides and measured slower
+  // (B=32, N=13, M=300, one thread: 128 vs 79 us).
   for (int64_t i = 0; i < nr; ++i) {
     for (int64_t j = 0; j < nc; ++j) out[i * nc + j] = in[i * s_row + j * s_col];
   }
