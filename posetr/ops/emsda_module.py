@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posetr.ops.emsda import emsda
-from posetr.ops.ms_deform_attn_module import reset_deformable_attention_parameters
+from posetr.ops.ms_deform_attn_module import add_deformable_attention_layers, reset_deformable_attention_parameters
 
 
 class EMSDeformAttn(nn.Module):
@@ -39,10 +39,9 @@ class EMSDeformAttn(nn.Module):
         self.num_levels = num_levels
         self.num_points = num_points
         self.im2col_step = im2col_step
-        self.sampling_offsets = nn.Linear(embed_dims, num_heads * num_levels * num_points * 2)
-        self.attention_weights = nn.Linear(embed_dims, num_heads * num_levels * num_points)
-        self.value_proj = nn.Linear(embed_dims, embed_dims)
-        self.output_proj = nn.Linear(embed_dims, embed_dims)
+        add_deformable_attention_layers(
+            self, embed_dims, n_heads=num_heads, n_levels=num_levels, n_points=num_points
+        )
         self.init_weights()
 
     def init_weights(self):

@@ -8,6 +8,17 @@ from torch import nn
 from posetr.ops.ms_deform_attn import ms_deform_attn
 
 
+def add_deformable_attention_layers(module, d_model, n_heads, n_levels, n_points):
+    """Gives ``module`` the four linears of Deformable DETR's and mmcv's deformable
+    attention, in their order (so checkpoints load unchanged): ``sampling_offsets``
+    (C -> M*L*P*2), ``attention_weights`` (C -> M*L*P), ``value_proj`` and ``output_proj``
+    (C -> C). The module then initialises them (:func:`reset_deformable_attention_parameters`)."""
+    module.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+    module.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+    module.value_proj = nn.Linear(d_model, d_model)
+    module.output_proj = nn.Linear(d_model, d_model)
+
+
 def reset_deformable_attention_parameters(module, n_heads, n_levels, n_points):
     """Deformable DETR's initialisation (mmcv's ``init_weights`` is the same) of a module with
     ``sampling_offsets``, ``attention_weights``, ``value_proj`` and ``output_proj`` linears:
@@ -58,10 +69,7 @@ class MSDeformAttn(nn.Module):
         self.n_heads = n_heads
         self.n_points = n_points
         self.attn_fn = attn_fn
-        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
-        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
-        self.value_proj = nn.Linear(d_model, d_model)
-        self.output_proj = nn.Linear(d_model, d_model)
+        add_deformable_attention_layers(self, d_model, n_heads=n_heads, n_levels=n_levels, n_points=n_points)
         self._reset_parameters()
 
     def _reset_parameters(self):
