@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from posetr.models.config import ModelConfig
+from posetr.models import DEFAULT_MODEL, BaseModelConfig, model_config_class
 
 
 @dataclass
@@ -56,7 +56,8 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)  # posetr.models.config.ModelConfig
+    # the config dataclass of model.name (posetr/models/<name>/config.py; default PETR's)
+    model: BaseModelConfig = field(default_factory=lambda: model_config_class(DEFAULT_MODEL)())
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -94,7 +95,11 @@ def _build(cls, values, prefix: str):
     for name, value in values.items():
         where = f"{prefix}.{name}" if prefix else name
         current = getattr(obj, name)
-        if dataclasses.is_dataclass(current):
+        if where == "model":  # the model's name picks its config class
+            value = value or {}
+            model_name = value.get("name", DEFAULT_MODEL) if isinstance(value, dict) else DEFAULT_MODEL
+            setattr(obj, name, _build(model_config_class(model_name), value, where))
+        elif dataclasses.is_dataclass(current):
             setattr(obj, name, _build(type(current), value or {}, where))
         else:
             setattr(obj, name, _check_value(where, current, value))

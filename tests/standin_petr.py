@@ -1,4 +1,4 @@
-"""A tiny stand-in for ``posetr.models.build_model`` that follows docs/petr_interfaces.md, so the data /
+"""A tiny stand-in for ``posetr.models.build_model`` that follows docs/model_interfaces.md, so the data /
 engine tests do not depend on the PETR model: conv features -> pooled -> Q people x K keypoints.
 Query i is trained towards person i of the image (no Hungarian matching)."""
 import torch

@@ -76,7 +76,7 @@ def test_readable_errors(tmp_path, capsys, standin):
 
 def test_short_petr_run_through_the_cli(tmp_path, shared_data):
     """A few iterations of the real model: train -> checkpoint -> metrics.json -> eval -> predict."""
-    pytest.importorskip("posetr.models.petr")
+    pytest.importorskip("posetr.models.petr.model")
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     tiny = dict(backbone_width=8, d_model=32, dim_feedforward=64, enc_layers=1, num_queries=10,
                 kpt_branch_hidden=32, num_detections=10)

@@ -9,7 +9,7 @@ import torch
 from numpy.testing import assert_array_equal
 from scipy.optimize import linear_sum_assignment as scipy_lsa
 
-from posetr.models.matcher import BatchedHungarianMatcher, match
+from posetr.models.common.matching import BatchedHungarianMatcher, match
 from posetr.ops import assignment_to_pairs, batched_linear_sum_assignment
 
 from conftest import devices

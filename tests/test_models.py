@@ -4,15 +4,15 @@ import math
 import pytest
 import torch
 
-from posetr.models.backbone import FrozenBatchNorm2d, ResNet, load_torchvision_state_dict
-from posetr.models.config import ModelConfig
-from posetr.models.deformable_attention import PoseDeformableAttention
+from posetr.models.common.backbone import FrozenBatchNorm2d, ResNet, load_torchvision_state_dict
+from posetr.models.petr import PETRConfig
+from posetr.models.petr.pose_attention import PoseDeformableAttention
 from posetr.ops import MSDeformAttn
-from posetr.models.deformable_encoder import encoder_reference_points, flatten_levels
-from posetr.models.heatmap import gaussian_radius, heatmap_focal_loss, render_heatmaps
-from posetr.models.position_encoding import PositionEmbeddingSine
-from posetr.models.postprocess import PostProcess
-from posetr.models.proposals import proposal_centres
+from posetr.models.common.deformable_encoder import encoder_reference_points, flatten_levels
+from posetr.models.petr.heatmap import gaussian_radius, heatmap_focal_loss, render_heatmaps
+from posetr.models.common.position_encoding import PositionEmbeddingSine
+from posetr.models.petr.postprocess import PostProcess
+from posetr.models.petr.proposals import proposal_centres
 from posetr.ops.reference import ms_deform_attn_pytorch
 
 
@@ -73,6 +73,36 @@ def test_backbone_shapes(depth, width, channels):
         ResNet(depth=101)
     with pytest.raises(ValueError, match="backbone_norm"):
         ResNet(depth=18, norm="layer")
+
+
+@pytest.mark.parametrize("out_indices", [(4,), (1, 2, 3, 4), (2, 3)])
+def test_backbone_out_indices(out_indices):
+    """Stages 1..4 are C2..C5 (strides 4..32); a subset returns just those maps, C2 with ceil sizes."""
+    model = ResNet(depth=18, width=8, norm="group", out_indices=out_indices)
+    feats = model(torch.randn(1, 3, 70, 97))
+    strides = [2 ** (i + 1) for i in out_indices]
+    assert model.strides == strides and model.num_channels == [8 * 2 ** (i - 1) for i in out_indices]
+    assert [tuple(f.shape[1:]) for f in feats] == [
+        (c, -(-70 // s), -(-97 // s)) for c, s in zip(model.num_channels, strides)]
+    for bad in [(), (0, 1), (3, 2), (2, 2), (5,)]:
+        with pytest.raises(ValueError, match="out_indices"):
+            ResNet(depth=18, out_indices=bad)
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_backbone_dc5_dilates_layer4(depth):
+    """DC5 (torchvision ``replace_stride_with_dilation=[False, False, True]``): layer4 keeps stride 16,
+    its first block keeps dilation 1 and the others use dilation 2; the parameters are those of ResNet."""
+    plain = ResNet(depth=depth, width=8, norm="group", out_indices=(4,))
+    dc5 = ResNet(depth=depth, width=8, norm="group", out_indices=(4,), dilate_last=True)
+    assert [n for n, _ in dc5.named_parameters()] == [n for n, _ in plain.named_parameters()]
+    assert sum(p.numel() for p in dc5.parameters()) == sum(p.numel() for p in plain.parameters())
+    assert dc5.strides == [16]
+    assert tuple(dc5(torch.randn(1, 3, 64, 96))[0].shape[-2:]) == (4, 6)
+    convs = [m for n, m in dc5.layer4.named_modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert all(c.stride == (1, 1) for c in convs)
+    per_block = len(convs) // len(dc5.layer4)
+    assert [c.dilation[0] for c in convs] == [1] * per_block + [2] * (len(convs) - per_block)
 
 
 def test_frozen_batchnorm_equals_batchnorm_eval():
@@ -184,7 +214,7 @@ def test_postprocess_format():
 
 
 def test_config_defaults_are_petr_r50():
-    cfg = ModelConfig()
+    cfg = PETRConfig()
     assert (cfg.backbone_depth, cfg.d_model, cfg.enc_layers, cfg.dec_layers, cfg.joint_dec_layers) == (50, 256, 6, 3, 2)
     assert (cfg.num_queries, cfg.n_heads, cfg.enc_points, cfg.dim_feedforward) == (300, 8, 4, 1024)
     assert (cfg.cost_class, cfg.cost_kpt, cfg.cost_oks) == (2.0, 70.0, 7.0)

@@ -7,9 +7,10 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import posetr.ops
-from posetr.models import ModelConfig, build_model
-from posetr.models.kernels import get_kernels
-from posetr.models.petr_matcher import PoseHungarianMatcher, focal_cost, keypoint_l1_cost, pad_targets
+from posetr.models import build_model
+from posetr.models.petr import PETRConfig
+from posetr.models.common.kernels import get_kernels
+from posetr.models.petr.matcher import PoseHungarianMatcher, focal_cost, keypoint_l1_cost, pad_targets
 from posetr.ops.reference import pairwise_oks_pytorch
 
 HAS_LAP = hasattr(posetr.ops, "batched_linear_sum_assignment")
@@ -28,7 +29,7 @@ def single_thread():
 
 
 def tiny_config(**overrides):
-    cfg = ModelConfig(backbone_depth=18, backbone_width=8, backbone_norm="group", d_model=32, n_heads=4,
+    cfg = PETRConfig(backbone_depth=18, backbone_width=8, backbone_norm="group", d_model=32, n_heads=4,
                       dim_feedforward=64, dropout=0.0, enc_layers=1, dec_layers=2, joint_dec_layers=2,
                       num_queries=12, kpt_branch_hidden=32, num_detections=10)
     return dataclasses.replace(cfg, **overrides)

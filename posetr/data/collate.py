@@ -6,7 +6,7 @@ import torch
 
 def collate(batch):
     """``[(Float[3, H_i, W_i], target_i)]`` -> ``(images Float[B, 3, Hmax, Wmax], masks Bool[B, Hmax, Wmax],
-    targets list[dict])``; ``masks`` is True at padding (docs/petr_interfaces.md).
+    targets list[dict])``; ``masks`` is True at padding (docs/model_interfaces.md).
 
     Raises:
         ValueError: empty batch or images that are not Float[3, H, W].

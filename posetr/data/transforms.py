@@ -10,7 +10,7 @@ runs, ``image`` is a ``PIL.Image`` (RGB) and ``target`` holds pixel coordinates 
 
 :class:`ToTensorNormalize` ends every pipeline: it normalises the image with ImageNet mean/std,
 drops persons without a labelled keypoint and converts coordinates to the form documented in
-docs/petr_interfaces.md (keypoints normalised by the unpadded image size, boxes (cx, cy, w, h)).
+docs/model_interfaces.md (keypoints normalised by the unpadded image size, boxes (cx, cy, w, h)).
 
 The training pipeline follows opera's PETR config (itself DETR's): horizontal flip, then either a
 multi-scale resize (shorter side 480..800 in steps of 32, longer side <= 1333) or resize to

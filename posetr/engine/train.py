@@ -123,7 +123,7 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
         cfg: the configuration (``cfg.data.root`` None: synthetic data).
         output_dir: overrides ``cfg.train.output_dir``.
         resume: checkpoint to continue from (model, optimizer, scheduler, epoch).
-        build_model: ``ModelConfig -> (model, criterion, postprocessor)``; default
+        build_model: ``model config -> (model, criterion, postprocessor)``; default
             ``posetr.models.build_model``.
 
     Every epoch starts by seeding python/numpy/torch with ``seed + epoch``, so a run resumed from a

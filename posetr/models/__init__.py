@@ -1,41 +1,56 @@
-"""Models served by posetr's kernels: backbone, transformer parts, PETR, matcher and criterion."""
+"""Models served by posetr's kernels, one package per model (``posetr/models/<name>/``: model, matcher,
+criterion, postprocess, config) and the parts they share (``posetr/models/common/``).
+
+A model package exposes ``CONFIG_CLASS`` (a dataclass subclassing
+:class:`~posetr.models.common.config.BaseModelConfig`, whose ``name`` is the package's) and
+``build(cfg) -> (model, criterion, postprocessor)``. The YAML key ``model.name`` picks the package.
+"""
 from __future__ import annotations
 
-import torch
+import importlib
 
-from posetr.models.config import ModelConfig
+from posetr.models.common.config import BaseModelConfig
+
+MODEL_NAMES = ("petr",)  # packages under posetr/models/, the values of model.name
+DEFAULT_MODEL = "petr"
 
 
-def build_model(cfg: ModelConfig):
-    """PETR, its criterion and its postprocessor from ``cfg`` (see docs/petr_interfaces.md).
+def _package(name: str):
+    if name not in MODEL_NAMES:
+        raise ValueError(f"model.name must be one of {list(MODEL_NAMES)}, got {name!r}")
+    return importlib.import_module(f"posetr.models.{name}")
 
-    Returns:
-        (model, criterion, postprocessor).
+
+def model_config_class(name: str) -> type:
+    """The config dataclass of model ``name`` (e.g. ``"petr"`` -> PETRConfig).
 
     Raises:
-        ValueError: ``cfg.ops`` not "posetr"/"reference", ``cfg.num_keypoints`` not the dataset's, or an
-            invalid size.
+        ValueError: unknown ``name``.
+    """
+    return _package(name).CONFIG_CLASS
+
+
+def build_model(cfg: BaseModelConfig):
+    """Model, criterion and postprocessor of ``cfg`` (the config dataclass of model ``cfg.name``).
+
+    Returns:
+        (model, criterion, postprocessor) (interfaces: docs/model_interfaces.md).
+
+    Raises:
+        ValueError: unknown ``cfg.name``, ``cfg`` not that model's config class, ``cfg.num_keypoints`` not
+            the dataset's, or an invalid size (see the model package's ``build``).
     """
     from posetr.data.keypoints import keypoint_info
-    from posetr.models.criterion import build_criterion
-    from posetr.models.kernels import get_kernels
-    from posetr.models.petr import build_petr
-    from posetr.models.petr_matcher import build_petr_matcher
-    from posetr.models.postprocess import build_postprocess
 
+    package = _package(cfg.name)
+    if not isinstance(cfg, package.CONFIG_CLASS):
+        raise ValueError(f"model.name {cfg.name!r} needs a {package.CONFIG_CLASS.__name__}, got {type(cfg).__name__}")
     info = keypoint_info(cfg.dataset)
     if info.num_keypoints != cfg.num_keypoints:
         raise ValueError(
             f"num_keypoints={cfg.num_keypoints} does not match dataset {cfg.dataset!r} ({info.num_keypoints})"
         )
-    if cfg.num_feature_levels < 3:
-        raise ValueError(f"num_feature_levels must be >= 3 (C3-C5 + extra levels), got {cfg.num_feature_levels}")
-    kernels = get_kernels(cfg.ops)
-    sigmas = torch.tensor(info.sigmas, dtype=torch.float32)
-    model = build_petr(cfg)
-    matcher = build_petr_matcher(cfg, sigmas=sigmas, kernels=kernels)
-    criterion = build_criterion(cfg, matcher=matcher, kernels=kernels, sigmas=sigmas)
-    return model, criterion, build_postprocess(cfg)
+    return package.build(cfg)
 
 
-__all__ = ["ModelConfig", "build_model"]
+__all__ = ["BaseModelConfig", "DEFAULT_MODEL", "MODEL_NAMES", "build_model", "model_config_class"]

@@ -1,6 +1,6 @@
 """PETR-R50 training step (forward, matching, losses, backward) on posetr's kernels vs the references.
 
-Both models hold the same weights (opera's PETR-R50 configuration, ``ModelConfig()``); ``ops: posetr``
+Both models hold the same weights (opera's PETR-R50 configuration, ``PETRConfig()``); ``ops: posetr``
 runs MSDA, OKS and the batched Hungarian matcher on posetr's ops, ``ops: reference`` on the PyTorch
 oracles and scipy once per image. One image, 3 people, dropout off so both do the same work.
 """
@@ -26,9 +26,10 @@ def _targets(num_people, size, seed=0):
 
 
 def _setup(device):
-    from posetr.models import ModelConfig, build_model
+    from posetr.models import build_model
+    from posetr.models.petr import PETRConfig
 
-    cfg = dataclasses.replace(ModelConfig(), dropout=0.0)
+    cfg = dataclasses.replace(PETRConfig(), dropout=0.0)
     torch.manual_seed(0)
     steps = {}
     state = None

@@ -15,14 +15,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from posetr.models.deformable_attention import PoseDeformableAttention
-from posetr.models.deformable_encoder import FFN
-
-
-def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """log(x / (1 - x)) with x clamped to [0, 1] and both terms to >= eps (Deformable DETR)."""
-    x = x.clamp(min=0, max=1)
-    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+from posetr.models.common.deformable_encoder import FFN
+from posetr.models.common.functional import inverse_sigmoid
+from posetr.models.petr.pose_attention import PoseDeformableAttention
 
 
 def keypoint_mlp(*, d_model: int, hidden: int, num_hidden: int, out: int) -> nn.Sequential:
@@ -105,7 +100,7 @@ class PoseDecoder(nn.Module):
 
 
 def build_pose_decoder(cfg, *, attn_fn: Callable) -> PoseDecoder:
-    """Pose decoder of ``cfg.dec_layers`` layers (``cfg``: ModelConfig)."""
+    """Pose decoder of ``cfg.dec_layers`` layers (``cfg``: PETRConfig)."""
     layer = PoseDecoderLayer(
         d_model=cfg.d_model, n_levels=cfg.num_feature_levels, n_heads=cfg.n_heads, num_keypoints=cfg.num_keypoints,
         dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout, attn_fn=attn_fn,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from posetr.models.kernels import Kernels
+from posetr.models.common.kernels import Kernels
 
 
 def pad_targets(targets, num_keypoints: int, device, dtype=torch.float32):
@@ -97,7 +97,7 @@ class PoseHungarianMatcher(nn.Module):
 
 
 def build_petr_matcher(cfg, *, sigmas: torch.Tensor, kernels: Kernels) -> PoseHungarianMatcher:
-    """Matcher with ``cfg``'s (ModelConfig) cost weights."""
+    """Matcher with ``cfg``'s (PETRConfig) cost weights."""
     return PoseHungarianMatcher(cost_class=cfg.cost_class, cost_kpt=cfg.cost_kpt, cost_oks=cfg.cost_oks,
                                 focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma, sigmas=sigmas,
                                 kernels=kernels)

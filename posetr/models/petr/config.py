@@ -1,4 +1,4 @@
-"""PETR's model configuration: one dataclass, every field defaulted and commented.
+"""PETR's model configuration (``model.name: petr``): one dataclass, every field defaulted and commented.
 
 The defaults are opera's PETR-R50 COCO recipe (Shi et al., "End-to-End Multi-Person Pose Estimation
 with Transformers", CVPR 2022; hikvision-research/opera ``configs/petr/petr_r50_16x2_100e_coco.py``).
@@ -25,14 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from posetr.models.common.config import BaseModelConfig
+
 
 @dataclass
-class ModelConfig:
-    # ---- kernels ----
-    ops: str = "posetr"  # "posetr": posetr's C++/CUDA kernels; "reference": the same model on PyTorch reference ops
-    # ---- keypoints ----
-    dataset: str = "coco"  # source of the OKS sigmas (posetr.data.keypoints.keypoint_info): "coco" | "crowdpose"
-    num_keypoints: int = 17  # K: keypoints per person (must match the dataset: 17 COCO, 14 CrowdPose)
+class PETRConfig(BaseModelConfig):
+    # name, ops, dataset, num_keypoints: see BaseModelConfig
+    name: str = "petr"
     # ---- backbone ----
     backbone_depth: int = 50  # ResNet depth: 18 | 34 (BasicBlock) or 50 (Bottleneck)
     backbone_width: int = 64  # channels of the stem; 64 is torchvision's ResNet (narrower: a tiny model from scratch)

@@ -38,5 +38,5 @@ class PostProcess(nn.Module):
 
 
 def build_postprocess(cfg) -> PostProcess:
-    """Postprocessor returning ``cfg.num_detections`` people per image (``cfg``: ModelConfig)."""
+    """Postprocessor returning ``cfg.num_detections`` people per image (``cfg``: PETRConfig)."""
     return PostProcess(num_detections=cfg.num_detections)

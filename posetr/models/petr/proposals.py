@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from posetr.models.pose_decoder import class_head, keypoint_mlp
+from posetr.models.petr.pose_decoder import class_head, keypoint_mlp
 
 
 def proposal_centres(padding_mask: torch.Tensor, spatial_shapes: torch.Tensor):
@@ -84,6 +84,6 @@ class ProposalHead(nn.Module):
 
 
 def build_proposal_head(cfg) -> ProposalHead:
-    """Proposal head of ``cfg`` (ModelConfig)."""
+    """Proposal head of ``cfg`` (PETRConfig)."""
     return ProposalHead(d_model=cfg.d_model, num_keypoints=cfg.num_keypoints, num_queries=cfg.num_queries,
                         kpt_hidden=cfg.kpt_branch_hidden, num_kpt_fcs=cfg.num_kpt_fcs)

@@ -103,12 +103,3 @@ def flatten_levels(features, masks, pos_embeds):
     level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
     ratios = torch.stack([valid_ratios(m) for m in masks], 1)
     return src, mask, pos, spatial_shapes, level_start_index, ratios
-
-
-def build_deformable_encoder(cfg, *, attn_fn: Callable) -> DeformableEncoder:
-    """Encoder of ``cfg.enc_layers`` layers over ``cfg.num_feature_levels`` levels (``cfg``: ModelConfig)."""
-    layer = DeformableEncoderLayer(
-        d_model=cfg.d_model, n_levels=cfg.num_feature_levels, n_heads=cfg.n_heads, n_points=cfg.enc_points,
-        dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout, attn_fn=attn_fn,
-    )
-    return DeformableEncoder(layer=layer, num_layers=cfg.enc_layers)

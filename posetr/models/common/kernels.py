@@ -1,4 +1,4 @@
-"""The kernels a model runs on, picked by ``ModelConfig.ops``: posetr's ops or the PyTorch references.
+"""The kernels a model runs on, picked by the model config's ``ops``: posetr's ops or the PyTorch references.
 
 ``get_kernels("posetr")`` uses ``posetr.ops`` (C++/CUDA kernels, batched matching in one call);
 ``get_kernels("reference")`` uses the oracles in ``posetr.ops.reference`` and scipy's
@@ -45,7 +45,7 @@ def get_kernels(ops: str) -> Kernels:
     """
     if ops == "posetr":
         import posetr.ops as P
-        from posetr.models.matcher import match
+        from posetr.models.common.matching import match
 
         return Kernels(P.ms_deform_attn, P.pairwise_oks, P.oks_loss, match)
     if ops == "reference":

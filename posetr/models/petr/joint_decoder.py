@@ -17,9 +17,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from posetr.models.common.deformable_encoder import FFN
+from posetr.models.common.functional import inverse_sigmoid
+from posetr.models.petr.pose_decoder import keypoint_mlp
 from posetr.ops import MSDeformAttn
-from posetr.models.deformable_encoder import FFN
-from posetr.models.pose_decoder import inverse_sigmoid, keypoint_mlp
 
 
 class JointDecoderLayer(nn.Module):
@@ -86,7 +87,7 @@ class JointDecoder(nn.Module):
 
 
 def build_joint_decoder(cfg, *, attn_fn: Callable) -> JointDecoder:
-    """Joint decoder of ``cfg.joint_dec_layers`` layers (``cfg``: ModelConfig)."""
+    """Joint decoder of ``cfg.joint_dec_layers`` layers (``cfg``: PETRConfig)."""
     layer = JointDecoderLayer(
         d_model=cfg.d_model, n_levels=cfg.num_feature_levels, n_heads=cfg.n_heads, n_points=cfg.enc_points,
         dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout, attn_fn=attn_fn,

@@ -12,12 +12,12 @@ The number of people is averaged over processes when torch.distributed is initia
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from posetr.models.heatmap import heatmap_focal_loss, render_heatmaps
-from posetr.models.kernels import Kernels
+from posetr.models.common.distributed import global_count
+from posetr.models.common.kernels import Kernels
+from posetr.models.petr.heatmap import heatmap_focal_loss, render_heatmaps
 
 
 def sigmoid_focal_loss(logits, targets, alpha: float, gamma: float):
@@ -28,14 +28,6 @@ def sigmoid_focal_loss(logits, targets, alpha: float, gamma: float):
     loss = ce * (1 - p_t) ** gamma
     loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
     return loss.sum()
-
-
-def _global_count(x: float, device) -> float:
-    n = torch.as_tensor([x], dtype=torch.float32, device=device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(n)
-        n = n / dist.get_world_size()
-    return max(n.item(), 1.0)
 
 
 class PETRCriterion(nn.Module):
@@ -103,7 +95,7 @@ class PETRCriterion(nn.Module):
 
     def forward(self, outputs: dict, targets: list) -> dict:
         device = outputs["pred_logits"].device
-        num_people = _global_count(sum(int(t["keypoints"].shape[0]) for t in targets), device)
+        num_people = global_count(sum(int(t["keypoints"].shape[0]) for t in targets), device)
         losses = {}
         indices, losses["loss_cls"], losses["loss_kpt"], losses["loss_oks"] = self._layer_losses(
             outputs, targets, num_people)
@@ -128,7 +120,7 @@ class PETRCriterion(nn.Module):
 
 
 def build_criterion(cfg, *, matcher, kernels: Kernels, sigmas: torch.Tensor) -> PETRCriterion:
-    """Criterion with ``cfg``'s (ModelConfig) loss weights."""
+    """Criterion with ``cfg``'s (PETRConfig) loss weights."""
     weights = {"cls": cfg.loss_cls, "kpt": cfg.loss_kpt, "oks": cfg.loss_oks, "enc_kpt": cfg.loss_enc_kpt,
                "hm": cfg.loss_hm, "joint_kpt": cfg.loss_joint_kpt, "joint_oks": cfg.loss_joint_oks}
     return PETRCriterion(matcher=matcher, kernels=kernels, sigmas=sigmas, weights=weights,

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from posetr.models.deformable_encoder import DeformableEncoderLayer, encoder_reference_points
+from posetr.models.common.deformable_encoder import DeformableEncoderLayer, encoder_reference_points
 
 
 class HeatmapHead(nn.Module):
@@ -107,7 +107,7 @@ def heatmap_focal_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.T
 
 
 def build_heatmap_head(cfg, *, attn_fn: Callable) -> HeatmapHead:
-    """Heatmap branch of ``cfg`` (ModelConfig)."""
+    """Heatmap branch of ``cfg`` (PETRConfig)."""
     return HeatmapHead(d_model=cfg.d_model, n_heads=cfg.n_heads, n_points=cfg.enc_points,
                        dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout,
                        num_keypoints=cfg.num_keypoints, attn_fn=attn_fn)

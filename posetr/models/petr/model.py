@@ -4,7 +4,7 @@ Assembled as in opera's ``PETR`` detector and ``PETRHead``: ResNet C3-C5 mapped 
 one extra stride-64 level; sine + level embeddings; a deformable encoder; two-stage proposals whose top
 ``num_queries`` seed the pose decoder; a joint decoder refining every person's keypoints; an auxiliary
 stride-8 heatmap branch in training. Every deformable attention runs on the kernel chosen by
-``ModelConfig.ops``.
+``PETRConfig.ops``.
 """
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posetr.models.backbone import build_backbone
-from posetr.models.deformable_encoder import build_deformable_encoder, flatten_levels
-from posetr.models.heatmap import build_heatmap_head
-from posetr.models.joint_decoder import build_joint_decoder
-from posetr.models.kernels import get_kernels
-from posetr.models.pose_decoder import build_pose_decoder
-from posetr.models.position_encoding import LevelEmbedding, build_position_encoding
-from posetr.models.proposals import build_proposal_head
+from posetr.models.common.backbone import build_resnet
+from posetr.models.common.deformable_encoder import DeformableEncoder, DeformableEncoderLayer, flatten_levels
+from posetr.models.common.kernels import get_kernels
+from posetr.models.common.position_encoding import LevelEmbedding, sine_position_encoding
+from posetr.models.petr.heatmap import build_heatmap_head
+from posetr.models.petr.joint_decoder import build_joint_decoder
+from posetr.models.petr.pose_decoder import build_pose_decoder
+from posetr.models.petr.proposals import build_proposal_head
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
@@ -106,16 +106,23 @@ class PETR(nn.Module):
 
 
 def build_petr(cfg) -> PETR:
-    """PETR from ``cfg`` (ModelConfig), every deformable attention on ``get_kernels(cfg.ops)``."""
+    """PETR from ``cfg`` (PETRConfig), every deformable attention on ``get_kernels(cfg.ops)``."""
     attn_fn = get_kernels(cfg.ops).ms_deform_attn
+    # built in this order (the order of the random initialisation)
+    backbone = build_resnet(depth=cfg.backbone_depth, width=cfg.backbone_width, norm=cfg.backbone_norm,
+                            pretrained=cfg.pretrained_backbone)
+    encoder_layer = DeformableEncoderLayer(
+        d_model=cfg.d_model, n_levels=cfg.num_feature_levels, n_heads=cfg.n_heads, n_points=cfg.enc_points,
+        dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout, attn_fn=attn_fn,
+    )
     return PETR(
-        backbone=build_backbone(cfg),
-        encoder=build_deformable_encoder(cfg, attn_fn=attn_fn),
+        backbone=backbone,
+        encoder=DeformableEncoder(layer=encoder_layer, num_layers=cfg.enc_layers),
         proposal_head=build_proposal_head(cfg),
         pose_decoder=build_pose_decoder(cfg, attn_fn=attn_fn),
         joint_decoder=build_joint_decoder(cfg, attn_fn=attn_fn),
         heatmap_head=build_heatmap_head(cfg, attn_fn=attn_fn) if cfg.heatmap else None,
-        position_encoding=build_position_encoding(cfg),
+        position_encoding=sine_position_encoding(d_model=cfg.d_model, offset=-0.5),
         d_model=cfg.d_model,
         num_feature_levels=cfg.num_feature_levels,
         num_queries=cfg.num_queries,

@@ -1,4 +1,4 @@
-"""ResNet backbone with torchvision's parameter names, frozen BatchNorm and C3-C5 outputs.
+"""ResNet backbone with torchvision's parameter names, frozen BatchNorm, selectable C2-C5 outputs and DC5.
 
 Written here (no torchvision dependency) so that a torchvision ImageNet state dict loads from a path:
 ``conv1``, ``bn1``, ``layer{1..4}.{i}.conv{1,2,3}``/``bn{1,2,3}``/``downsample.{0,1}`` exactly as in
@@ -48,12 +48,12 @@ def _norm(kind: str, channels: int) -> nn.Module:
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, *, in_channels: int, width: int, stride: int, norm: str):
+    def __init__(self, *, in_channels: int, width: int, stride: int, dilation: int, norm: str):
         super().__init__()
         out = width * self.expansion
-        self.conv1 = nn.Conv2d(in_channels, width, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, width, 3, stride, dilation, dilation=dilation, bias=False)
         self.bn1 = _norm(norm, width)
-        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(width, width, 3, 1, dilation, dilation=dilation, bias=False)
         self.bn2 = _norm(norm, width)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = _downsample(in_channels, out, stride, norm)
@@ -67,12 +67,13 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, *, in_channels: int, width: int, stride: int, norm: str):
+    def __init__(self, *, in_channels: int, width: int, stride: int, dilation: int, norm: str):
         super().__init__()
         out = width * self.expansion
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
         self.bn1 = _norm(norm, width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)  # torchvision: stride on the 3x3
+        # torchvision: stride and dilation on the 3x3
+        self.conv2 = nn.Conv2d(width, width, 3, stride, dilation, dilation=dilation, bias=False)
         self.bn2 = _norm(norm, width)
         self.conv3 = nn.Conv2d(width, out, 1, bias=False)
         self.bn3 = _norm(norm, out)
@@ -93,24 +94,34 @@ def _downsample(in_channels, out_channels, stride, norm):
 
 
 class ResNet(nn.Module):
-    """ResNet-18/34/50 trunk returning C3, C4, C5 (strides 8, 16, 32).
+    """ResNet-18/34/50 trunk returning the outputs of the stages in ``out_indices``.
 
     Args:
         depth (int): 18, 34 or 50.
         width (int): stem channels (64 = torchvision); stage widths are width * (1, 2, 4, 8).
         norm (str): "frozen_bn" | "batch" | "group".
-        train_stem (bool): if False, ``conv1`` and ``layer1`` are frozen (DETR with a pretrained backbone).
+        train_stem (bool): if False, ``conv1``, ``bn1`` and ``layer1`` are frozen (DETR with a pretrained
+            backbone).
+        out_indices (tuple[int, ...]): stages returned, 1..4 = C2..C5 (strides 4, 8, 16, 32), ascending;
+            (2, 3, 4) = C3-C5 (PETR), (4,) = C5 (POET), (1, 2, 3, 4) = C2-C5 (Poseur).
+        dilate_last (bool): DC5: ``layer4``'s stride replaced by dilation 2 (torchvision's
+            ``replace_stride_with_dilation=[False, False, True]``), so C5 has stride 16; same parameters.
 
-    Forward: Tensor[B, 3, H, W] -> list of 3 Tensors [B, C_i, H / s_i, W / s_i]; ``num_channels`` gives C_i.
+    Forward: Tensor[B, 3, H, W] -> list of Tensors [B, C_i, ceil(H / s_i), ceil(W / s_i)], one per stage of
+    ``out_indices``; ``num_channels`` gives the C_i and ``strides`` the s_i.
 
     Raises:
-        ValueError: unsupported ``depth`` or ``norm``.
+        ValueError: unsupported ``depth``, ``norm`` or ``out_indices``.
     """
 
-    def __init__(self, *, depth: int = 50, width: int = 64, norm: str = "frozen_bn", train_stem: bool = True):
+    def __init__(self, *, depth: int = 50, width: int = 64, norm: str = "frozen_bn", train_stem: bool = True,
+                 out_indices: tuple[int, ...] = (2, 3, 4), dilate_last: bool = False):
         super().__init__()
         if depth not in _LAYOUTS:
             raise ValueError(f"backbone_depth must be one of {sorted(_LAYOUTS)}, got {depth}")
+        out_indices = tuple(out_indices)
+        if not out_indices or list(out_indices) != sorted(set(out_indices)) or not set(out_indices) <= {1, 2, 3, 4}:
+            raise ValueError(f"out_indices must be ascending stages among 1..4 (C2..C5), got {out_indices}")
         kind, blocks = _LAYOUTS[depth]
         block = BasicBlock if kind == "basic" else Bottleneck
         self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
@@ -120,13 +131,18 @@ class ResNet(nn.Module):
         channels = width
         for i, count in enumerate(blocks):
             stage_width = width * 2**i
+            dilate = dilate_last and i == 3
             layers = []
             for j in range(count):
-                stride = 2 if (i > 0 and j == 0) else 1
-                layers.append(block(in_channels=channels, width=stage_width, stride=stride, norm=norm))
+                stride = 2 if (i > 0 and j == 0 and not dilate) else 1
+                dilation = 2 if (dilate and j > 0) else 1  # torchvision: the first block keeps the old dilation
+                layers.append(block(in_channels=channels, width=stage_width, stride=stride, dilation=dilation,
+                                    norm=norm))
                 channels = stage_width * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
-        self.num_channels = [width * 2**i * block.expansion for i in (1, 2, 3)]
+        self.out_indices = out_indices
+        self.num_channels = [width * 2 ** (i - 1) * block.expansion for i in out_indices]
+        self.strides = [min(2 ** (i + 1), 16) if dilate_last else 2 ** (i + 1) for i in out_indices]
         self._init_weights(norm)
         if not train_stem:
             for module in (self.conv1, self.bn1, self.layer1):
@@ -144,11 +160,12 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c2 = self.layer1(x)
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        c5 = self.layer4(c4)
-        return [c3, c4, c5]
+        outputs = []
+        for i in range(1, self.out_indices[-1] + 1):
+            x = getattr(self, f"layer{i}")(x)
+            if i in self.out_indices:
+                outputs.append(x)
+        return outputs
 
 
 def load_torchvision_state_dict(model: ResNet, path: str) -> None:
@@ -170,10 +187,12 @@ def load_torchvision_state_dict(model: ResNet, path: str) -> None:
         )
 
 
-def build_backbone(cfg) -> ResNet:
-    """ResNet from ``cfg`` (ModelConfig); loads ``cfg.pretrained_backbone`` when given."""
-    pretrained = cfg.pretrained_backbone is not None
-    model = ResNet(depth=cfg.backbone_depth, width=cfg.backbone_width, norm=cfg.backbone_norm, train_stem=not pretrained)
-    if pretrained:
-        load_torchvision_state_dict(model, cfg.pretrained_backbone)
+def build_resnet(*, depth: int, width: int, norm: str, pretrained: str | None,
+                 out_indices: tuple[int, ...] = (2, 3, 4), dilate_last: bool = False) -> ResNet:
+    """:class:`ResNet`, loaded from the torchvision state dict at ``pretrained`` when given; a pretrained
+    backbone keeps ``conv1`` and ``layer1`` frozen (DETR), one trained from scratch trains every stage."""
+    model = ResNet(depth=depth, width=width, norm=norm, train_stem=pretrained is None, out_indices=out_indices,
+                   dilate_last=dilate_last)
+    if pretrained is not None:
+        load_torchvision_state_dict(model, pretrained)
     return model

@@ -61,8 +61,12 @@ class LevelEmbedding(nn.Module):
         return pos + self.weight[level].view(1, -1, 1, 1)
 
 
-def build_position_encoding(cfg) -> PositionEmbeddingSine:
-    """Sine embedding with d_model / 2 features per axis (``cfg`` is a ModelConfig)."""
-    if cfg.d_model % 2 != 0:
-        raise ValueError(f"d_model must be even for the sine position embedding, got {cfg.d_model}")
-    return PositionEmbeddingSine(num_feats=cfg.d_model // 2)
+def sine_position_encoding(*, d_model: int, offset: float) -> PositionEmbeddingSine:
+    """Sine embedding with d_model / 2 features per axis (``offset``: -0.5 mmdet/opera, 0.0 DETR).
+
+    Raises:
+        ValueError: odd ``d_model``.
+    """
+    if d_model % 2 != 0:
+        raise ValueError(f"d_model must be even for the sine position embedding, got {d_model}")
+    return PositionEmbeddingSine(num_feats=d_model // 2, offset=offset)
