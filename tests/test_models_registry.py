@@ -36,3 +36,10 @@ def test_build_model_checks_the_config_class():
         build_model(cfg)
     with pytest.raises(ValueError, match="needs a PETRConfig"):
         build_model(BaseModelConfig(name="petr"))
+
+
+def test_every_model_package_declares_its_data_kind():
+    import importlib
+
+    for name in MODEL_NAMES:
+        assert importlib.import_module(f"posetr.models.{name}").DATA_KIND in ("bottom_up", "top_down")

@@ -2,7 +2,8 @@
 criterion, postprocess, config) and the parts they share (``posetr/models/common/``).
 
 A model package exposes ``CONFIG_CLASS`` (a dataclass subclassing
-:class:`~posetr.models.common.config.BaseModelConfig`, whose ``name`` is the package's) and
+:class:`~posetr.models.common.config.BaseModelConfig`, whose ``name`` is the package's),
+``DATA_KIND`` ("bottom_up": whole images, or "top_down": person crops; docs/model_interfaces.md) and
 ``build(cfg) -> (model, criterion, postprocessor)``. The YAML key ``model.name`` picks the package.
 """
 from __future__ import annotations

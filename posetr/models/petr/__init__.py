@@ -5,6 +5,7 @@ from __future__ import annotations
 from posetr.models.petr.config import PETRConfig
 
 CONFIG_CLASS = PETRConfig
+DATA_KIND = "bottom_up"  # whole images (docs/model_interfaces.md)
 
 
 def build(cfg: PETRConfig):
@@ -35,4 +36,4 @@ def build(cfg: PETRConfig):
     return model, criterion, build_postprocess(cfg)
 
 
-__all__ = ["CONFIG_CLASS", "PETRConfig", "build"]
+__all__ = ["CONFIG_CLASS", "DATA_KIND", "PETRConfig", "build"]
