@@ -15,21 +15,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from posetr.models.common.deformable_decoder import keypoint_mlp
 from posetr.models.common.deformable_encoder import FFN
 from posetr.models.common.functional import inverse_sigmoid
 from posetr.models.petr.pose_attention import PoseDeformableAttention
-
-
-def keypoint_mlp(*, d_model: int, hidden: int, num_hidden: int, out: int) -> nn.Sequential:
-    """Linear(d_model, hidden)-ReLU, ``num_hidden`` x (Linear(hidden, hidden)-ReLU), Linear(hidden, out);
-    the last layer starts at zero so the first prediction equals the reference."""
-    layers = [nn.Linear(d_model, hidden), nn.ReLU()]
-    for _ in range(num_hidden):
-        layers += [nn.Linear(hidden, hidden), nn.ReLU()]
-    layers.append(nn.Linear(hidden, out))
-    nn.init.zeros_(layers[-1].weight)
-    nn.init.zeros_(layers[-1].bias)
-    return nn.Sequential(*layers)
 
 
 def class_head(d_model: int, prior_prob: float = 0.01) -> nn.Linear:
