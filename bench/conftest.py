@@ -34,6 +34,15 @@ def bench_case(benchmark, device, case, impl, inputs=None, fn=None, **pedantic):
     benchmark.pedantic(call, **pedantic)
 
 
+def bench_shared_setup(benchmark, cache, device, case, impl, **pedantic):
+    """:func:`bench_case` on one ``case.setup()`` per (device, op) kept in ``cache`` (a dict), so that the
+    posetr and reference runs of an expensive case (two models) share their inputs."""
+    key = (device, case.op)
+    if key not in cache:
+        cache[key] = case.setup()
+    bench_case(benchmark, device, case, impl, inputs=cache[key], **pedantic)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

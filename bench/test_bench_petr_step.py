@@ -6,7 +6,7 @@ import pytest
 
 from posetr.profile import petr_step
 
-from conftest import IMPLS, bench_case, case_params
+from conftest import IMPLS, bench_shared_setup, case_params
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +17,4 @@ def inputs():
 @IMPLS
 @case_params(petr_step)
 def test_petr_step(benchmark, inputs, device, case, impl):
-    if device not in inputs:  # both impls share one setup (two R50 models)
-        inputs[device] = case.setup()
-    bench_case(benchmark, device, case, impl, inputs=inputs[device], rounds=3, warmup_rounds=1)
+    bench_shared_setup(benchmark, inputs, device, case, impl, rounds=3, warmup_rounds=1)

@@ -12,6 +12,7 @@ from posetr.models.petr import PETRConfig
 from posetr.models.common.kernels import get_kernels
 from posetr.models.petr.matcher import PoseHungarianMatcher, focal_cost, keypoint_l1_cost, pad_targets
 from posetr.ops.reference import pairwise_oks_pytorch
+from kernel_agreement import assert_same_gradients, twin_in_float64
 
 HAS_LAP = hasattr(posetr.ops, "batched_linear_sum_assignment")
 needs_lap = pytest.mark.skipif(not HAS_LAP, reason="posetr.ops.batched_linear_sum_assignment not available")
@@ -132,15 +133,7 @@ def test_posetr_and_reference_ops_agree_in_float64():
     torch.manual_seed(0)
     model, criterion, post = build_model(tiny_config(ops="posetr"))
     ref_model, ref_criterion, _ = build_model(tiny_config(ops="reference"))
-    # Deformable DETR's initial offsets put encoder samples exactly on pixel centres, where bilinear
-    # sampling has a kink (the kernel and grid_sample take different one-sided gradients): move them off.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("sampling_offsets.bias"):
-                p.add_(torch.rand_like(p) * 0.2 - 0.1)
-    ref_model.load_state_dict(model.state_dict())
-    model.double()
-    ref_model.double()
+    twin_in_float64(model, ref_model)
     images, masks, targets = make_batch()
     images = images.double()
     for t in targets:
@@ -154,9 +147,7 @@ def test_posetr_and_reference_ops_agree_in_float64():
         torch.testing.assert_close(losses[k], ref_losses[k], rtol=1e-9, atol=1e-10, msg=k)
     total_loss(criterion, losses).backward()
     total_loss(ref_criterion, ref_losses).backward()
-    ref_grads = dict(ref_model.named_parameters())
-    for name, p in model.named_parameters():
-        torch.testing.assert_close(p.grad, ref_grads[name].grad, rtol=1e-7, atol=1e-9, msg=name)
+    assert_same_gradients(model, ref_model)
 
 
 def test_build_model_errors():
