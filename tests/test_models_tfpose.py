@@ -10,8 +10,8 @@ import torch
 
 from posetr.data.keypoints import keypoint_info
 from posetr.models import build_model
-from posetr.models.common.flops import count_flops
 from posetr.models.tfpose import TFPoseConfig
+from posetr.models.tfpose.flops import PAPER_MODELS, model_gmacs
 from posetr.models.tfpose.heatmap import heatmap_mse_loss, render_udp_heatmaps
 from posetr.models.tfpose.postprocess import unflip_keypoints
 from kernel_agreement import assert_same_gradients, twin_in_float64
@@ -290,19 +290,16 @@ def test_parameter_counts():
     assert count(build_model(TFPoseConfig(backbone_depth=18))[0].backbone) == 11_176_512
 
 
-@pytest.mark.parametrize("cfg,paper", [
-    (TFPoseConfig(), 9.2),  # Table 5: R-50, NE6, ND6, 256x192
-    (TFPoseConfig(backbone_depth=18, enc_layers=0, levels="C2-C5"), 3.61),  # Tables 1-2: R-18, NE0, ND6
-])
-def test_flops_fit_the_paper(cfg, paper):
+@pytest.mark.parametrize("row", [0, 9], ids=["R50-NE6-Table5", "R18-NE0-Tables1-2"])
+def test_flops_fit_the_paper(row):
     """The paper's "GFLOPs" are GMACs: FlopCounterMode's FLOPs / 2 (deformable sampling uncounted) fit
-    within 2% (docs/performance.md lists every model)."""
+    within 2% (``python -m posetr.models.tfpose.flops`` lists every model; docs/performance.md)."""
+    name, overrides, size, paper = PAPER_MODELS[row]
+    cfg = dataclasses.replace(TFPoseConfig(), **overrides)
     torch.manual_seed(0)
-    model = build_model(cfg)[0].eval()
-    images, masks = torch.randn(1, 3, 256, 192), torch.zeros(1, 256, 192, dtype=torch.bool)
-    gmac = count_flops(model, images, masks) / 2e9
-    assert gmac == pytest.approx(paper, rel=0.02)
-    assert count_flops(model, images, masks, sampling=True) / 2e9 > gmac
+    gmac = model_gmacs(cfg, size)
+    assert gmac == pytest.approx(paper, rel=0.02), name
+    assert model_gmacs(cfg, size, sampling=True) > gmac
 
 
 # ---- training ----
