@@ -8,16 +8,25 @@ import sys
 
 
 def _add_bench_arguments(parser):
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--ops", nargs="*", default=None, help="ops to profile (default: all)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--ops", nargs="*", default=None,
+                        help="profile modules to run (default: all: ms_deform_attn emsda lap oks, then every "
+                             "model's training step, e.g. petr_step)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per case; the median is shown")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the results as JSON (schema posetr-bench/1, posetr/profile/report.py), "
+                             "rewritten after every case; `python -m posetr.profile.report PATH` prints it as markdown")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny shapes, no warm-up: checks that every case runs (numbers mean nothing)")
 
 
 def _run_bench(args):
     from posetr.profile import run
 
-    run(device=args.device, ops=args.ops, repeats=args.repeats)
-    return 0
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
+    report = run(device=args.device, ops=args.ops, repeats=args.repeats, quick=args.quick, json_path=args.json)
+    return 1 if report["errors"] else 0
 
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
