@@ -14,7 +14,7 @@ from posetr.profile import Case
 IMAGE_SIZE = 512
 NUM_PEOPLE = 3
 QUICK_IMAGE_SIZE = 128
-# A tiny PETR for the quick case (the fields of posetr.models.ModelConfig it overrides).
+# A tiny PETR for the quick case (the fields of posetr.models.petr.PETRConfig it overrides).
 QUICK_MODEL = dict(backbone_depth=18, backbone_width=8, backbone_norm="group", d_model=32, n_heads=4,
                    dim_feedforward=64, enc_layers=1, dec_layers=1, joint_dec_layers=1, num_queries=12,
                    kpt_branch_hidden=32, num_detections=10)
