@@ -84,7 +84,8 @@ def test_mmdet_style_equals_mmdet_on_the_bgr_image():
     bgr = bgr[..., [2, 0, 1]]
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, bgr[..., ::-1], rtol=1e-5, atol=1e-3)
-    bright = PhotometricDistortion(style="mmdet", rng=Scripted([1, 30.0, 0, 0, 0, 0, 0]))(np.full((2, 2, 3), 250, np.uint8))
+    brighten = PhotometricDistortion(style="mmdet", rng=Scripted([1, 30.0, 0, 0, 0, 0, 0]))
+    bright = brighten(np.full((2, 2, 3), 250, np.uint8))
     np.testing.assert_allclose(bright, 280.0, rtol=1e-5)  # no clipping in mmdet's float version
 
 

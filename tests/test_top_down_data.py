@@ -306,3 +306,23 @@ def test_ground_truth_instances_need_image_sizes(tmp_path):
         json.dump(data, f)
     with pytest.raises(ValueError, match="image 1 has no numeric 'width'/'height'"):
         TopDownKeypoints(image_dir, ann_file)
+
+
+def test_warp_pixel_centre_conventions():
+    """Bilinear sampling of a linear ramp is exact, so the warp shows where each library puts pixel
+    centres: OpenCV (used) at integer coordinates, as crop_affine_matrix and mmpose (to its 1/32-pixel
+    fixed point); Pillow's AFFINE at half-integers (it needs the matrix conjugated by a 0.5 shift)."""
+    ramp = np.mgrid[:120, :160][1].astype(np.float32)  # value = x
+    affine = crop_affine_matrix(np.array([80.0, 60.0]), np.array([75.0, 100.0]), rotation=10.0, output_size=OUT)
+    inverse = np.linalg.inv(np.vstack([affine, [0, 0, 1]]))
+    qy, qx = np.mgrid[:256, :192]
+    src_x = inverse[0, 0] * qx + inverse[0, 1] * qy + inverse[0, 2]  # source x of each crop pixel centre
+    src_y = inverse[1, 0] * qx + inverse[1, 1] * qy + inverse[1, 2]
+    inside = (src_x > 1) & (src_x < 158) & (src_y > 1) & (src_y < 118)
+    warped = cv2.warpAffine(ramp, affine, OUT, flags=cv2.INTER_LINEAR)
+    assert np.abs(warped - src_x)[inside].max() < 1 / 32
+    shift = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
+    corners = tuple((shift @ inverse @ np.linalg.inv(shift))[:2].ravel())
+    pillow = Image.fromarray(ramp, mode="F").transform(OUT, Image.Transform.AFFINE, corners,
+                                                       resample=Image.Resampling.BILINEAR)
+    assert np.abs(np.asarray(pillow) - src_x)[inside].max() < 1e-3

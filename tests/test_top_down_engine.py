@@ -85,7 +85,8 @@ def test_detection_file_with_duplicate_boxes(shared_data, tmp_path):
             crops = []
             for t in targets:
                 inst = gt[t["bbox_id"] // 2]
-                affine = crop_affine_matrix(t["center"].numpy(), t["scale"].numpy(), rotation=0.0, output_size=(192, 256))
+                affine = crop_affine_matrix(t["center"].numpy(), t["scale"].numpy(), rotation=0.0,
+                                            output_size=(192, 256))
                 crops.append(torch.from_numpy((inst["keypoints"][:, :2] @ affine[:, :2].T + affine[:, 2]) / [192, 256]))
             out.append(torch.stack(crops).float())
         return out
