@@ -40,3 +40,31 @@ def test_crop_warp(benchmark, library, size):
         benchmark(cv2.warpAffine, pixels, affine, out, flags=cv2.INTER_LINEAR)
     else:
         benchmark(pil.transform, out, Image.Transform.AFFINE, corners, resample=Image.Resampling.BILINEAR)
+
+
+def alternated(rounds: int = 15, calls: int = 20) -> None:
+    """Prints best and median microseconds per warp of OpenCV (1 and 2 threads) and Pillow, measured in
+    turn within each round (loaded machines drift: compare within one run)."""
+    import time
+
+    for size in [(256, 192), (384, 288)]:
+        pil, pixels, affine, corners, out = _setup(size)
+        fns = {"opencv 1 thread": (1, lambda: cv2.warpAffine(pixels, affine, out, flags=cv2.INTER_LINEAR)),
+               "opencv 2 threads": (2, lambda: cv2.warpAffine(pixels, affine, out, flags=cv2.INTER_LINEAR)),
+               "pillow": (1, lambda: pil.transform(out, Image.Transform.AFFINE, corners,
+                                                   resample=Image.Resampling.BILINEAR))}
+        times = {name: [] for name in fns}
+        for _ in range(rounds):
+            for name, (threads, fn) in fns.items():
+                cv2.setNumThreads(threads)
+                fn()
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                times[name].append((time.perf_counter() - start) / calls * 1e6)
+        print(f"{size[0]}x{size[1]}: " + ", ".join(
+            f"{name} best {min(t):.0f} us median {np.median(t):.0f} us" for name, t in times.items()))
+
+
+if __name__ == "__main__":  # python bench/test_bench_crop_warp.py
+    alternated()
