@@ -19,6 +19,7 @@ from posetr.engine import run as run_module
 from posetr.engine import train as train_module
 from posetr.engine.evaluate import STAT_NAMES
 from posetr.engine.evaluate_top_down import evaluate_top_down
+from posetr.engine.predict_top_down import load_boxes
 from posetr.engine.run import run_eval
 from posetr.engine.train import train
 from posetr.models import model_data_kind
@@ -177,3 +178,17 @@ def test_cli_boxes_need_a_top_down_model(shared_data, tmp_path, capsys):
         cli.main(["predict", "--config", _top_down_yaml(tmp_path), "--checkpoint", str(tmp_path / "none.pth"),
                   "--boxes", str(tmp_path / "b.json"), os.path.join(shared_data, "coco_sample", "images", "x.jpg")])
     assert exc.value.code == 2 and "--boxes is for top-down models" in capsys.readouterr().err
+
+
+def test_load_boxes(tmp_path):
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({"a.jpg": [[1, 2, 3, 4], [1, 2, 3, 4, 0.5]], "b.jpg": []}))
+    assert load_boxes(str(path)) == {"a.jpg": [([1.0, 2.0, 3.0, 4.0], 1.0), ([1.0, 2.0, 3.0, 4.0], 0.5)], "b.jpg": []}
+    for content, match in [([[1, 2, 3, 4]], "must be a JSON object"), ({"a.jpg": [1, 2, 3, 4]}, "box 0 of 'a.jpg'"),
+                           ({"a.jpg": {"x": 1}}, "must map to a list"),
+                           ({"a.jpg": [[1, 2, 3, 4, "high"]]}, "box 0 of 'a.jpg'")]:
+        path.write_text(json.dumps(content))
+        with pytest.raises(ValueError, match=match):
+            load_boxes(str(path))
+    with pytest.raises(FileNotFoundError, match="boxes file"):
+        load_boxes(str(tmp_path / "none.json"))

@@ -26,8 +26,30 @@ from posetr.data.coco import CocoKeypoints
 from posetr.data.crop_geometry import box_to_center_scale
 
 
-def _is_number(value) -> bool:
+def is_finite_number(value) -> bool:
+    """A finite int or float (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_box(values) -> bool:
+    """A list ``[x, y, w, h]`` of finite numbers with ``w, h > 0`` (pixels)."""
+    return (isinstance(values, list) and len(values) == 4 and all(is_finite_number(v) for v in values)
+            and values[2] > 0 and values[3] > 0)
+
+
+def read_json_file(path: str, *, what: str):
+    """The JSON content of ``path`` (``what``: "detection file", "boxes file", for the messages).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not valid JSON.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path!r} does not exist")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} {path!r} is not valid JSON: {exc}") from None
 
 
 def ground_truth_instances(coco, *, num_keypoints: int, ann_file: str) -> list[dict]:
@@ -41,7 +63,7 @@ def ground_truth_instances(coco, *, num_keypoints: int, ann_file: str) -> list[d
     instances = []
     for image_id in sorted(coco.imgs):
         image = coco.imgs[image_id]
-        if not (_is_number(image.get("width")) and _is_number(image.get("height"))):
+        if not (is_finite_number(image.get("width")) and is_finite_number(image.get("height"))):
             raise ValueError(f"annotation file {ann_file!r}: image {image_id} has no numeric 'width'/'height'")
         width, height = image["width"], image["height"]
         for ann in coco.imgToAnns.get(image_id, []):
@@ -72,13 +94,7 @@ def load_detections(det_file: str, *, image_ids, category_id: int, score_thresho
             with an ``image_id`` of the annotation file, a ``category_id``, a ``bbox`` of 4 finite numbers
             with positive width and height and a finite ``score``.
     """
-    if not os.path.isfile(det_file):
-        raise FileNotFoundError(f"detection file {det_file!r} does not exist")
-    try:
-        with open(det_file) as f:
-            entries = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"detection file {det_file!r} is not valid JSON: {exc}") from None
+    entries = read_json_file(det_file, what="detection file")
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"detection file {det_file!r} must be a non-empty JSON list of "
                          '{"image_id", "category_id", "bbox": [x, y, w, h], "score"} (COCO results format)')
@@ -93,15 +109,14 @@ def load_detections(det_file: str, *, image_ids, category_id: int, score_thresho
             raise ValueError(f"{where} has no {missing} (keys: {sorted(entry)})")
         if entry["image_id"] not in known:
             raise ValueError(f"{where}: image_id {entry['image_id']!r} is not in the annotation file")
-        box = entry["bbox"]
-        if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)
-                and box[2] > 0 and box[3] > 0):
-            raise ValueError(f"{where}: bbox must be [x, y, w, h] with finite numbers and w, h > 0, got {box!r}")
-        if not _is_number(entry["score"]):
+        if not is_box(entry["bbox"]):
+            raise ValueError(f"{where}: bbox must be [x, y, w, h] with finite numbers and w, h > 0, "
+                             f"got {entry['bbox']!r}")
+        if not is_finite_number(entry["score"]):
             raise ValueError(f"{where}: score must be a finite number, got {entry['score']!r}")
         if entry["category_id"] != category_id or entry["score"] < score_threshold:
             continue
-        detections.append({"image_id": entry["image_id"], "bbox": [float(v) for v in box],
+        detections.append({"image_id": entry["image_id"], "bbox": [float(v) for v in entry["bbox"]],
                            "bbox_score": float(entry["score"])})
     return detections
 

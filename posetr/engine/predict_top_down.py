@@ -2,8 +2,6 @@
 crops -> model (+ flip test) -> postprocessor -> ``predictions.json`` and PNGs with the skeletons."""
 from __future__ import annotations
 
-import json
-import math
 import os
 
 import numpy as np
@@ -11,7 +9,7 @@ import torch
 
 from posetr.data.build import crop_output_size
 from posetr.data.collate import collate_crops
-from posetr.data.top_down import instance_target
+from posetr.data.top_down import instance_target, is_box, is_finite_number, read_json_file
 from posetr.data.top_down_transforms import build_top_down_transforms
 from posetr.engine.evaluate_top_down import infer_crops
 from posetr.engine.predict import read_image, save_drawing, write_predictions
@@ -26,13 +24,7 @@ def load_boxes(path: str) -> dict[str, list[tuple[list[float], float]]]:
         FileNotFoundError: no such file. ValueError: not JSON, or an entry (named by image and index) that
             is not 4 or 5 finite numbers with positive width and height.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"boxes file {path!r} does not exist")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"boxes file {path!r} is not valid JSON: {exc}") from None
+    data = read_json_file(path, what="boxes file")
     if not isinstance(data, dict):
         raise ValueError(f"boxes file {path!r} must be a JSON object {BOXES_FORMAT}")
     boxes = {}
@@ -41,9 +33,8 @@ def load_boxes(path: str) -> dict[str, list[tuple[list[float], float]]]:
             raise ValueError(f"boxes file {path!r}: {name!r} must map to a list of boxes, got {entries!r:.80}")
         boxes[name] = []
         for i, box in enumerate(entries):
-            ok = (isinstance(box, list) and len(box) in (4, 5)
-                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box))
-            if not (ok and box[2] > 0 and box[3] > 0):
+            score_ok = isinstance(box, list) and (len(box) == 4 or len(box) == 5 and is_finite_number(box[4]))
+            if not (score_ok and is_box(box[:4])):
                 raise ValueError(f"boxes file {path!r}: box {i} of {name!r} must be [x, y, w, h] or "
                                  f"[x, y, w, h, score] with finite numbers and w, h > 0, got {box!r}")
             boxes[name].append(([float(v) for v in box[:4]], float(box[4]) if len(box) == 5 else 1.0))
