@@ -255,7 +255,8 @@ def _detections(path, entries):
 def test_detection_file_threshold_category_and_errors(tmp_path, shared_data):
     root = os.path.join(shared_data, "coco_sample")
     good = {"image_id": 785, "category_id": 1, "bbox": [10, 20, 30, 40], "score": 0.8}
-    det = _detections(tmp_path / "det.json", [good, dict(good, score=0.1), dict(good, category_id=2)])
+    det = _detections(tmp_path / "det.json", [good, dict(good, score=0.1), dict(good, category_id=2),
+                                              dict(good, image_id=1)])  # an image not in the annotation file
     ds = build_dataset(_top_down_cfg(use_gt_bbox=False, det_file=det, det_score_threshold=0.2), root=root,
                        split="val", train=False, kind="top_down")
     assert len(ds) == 1 and ds.instances[0]["bbox_score"] == 0.8
@@ -264,7 +265,8 @@ def test_detection_file_threshold_category_and_errors(tmp_path, shared_data):
     ids = [785]
     for bad, match in [
         ({"image_id": 785}, r"entry 0 has no \['category_id', 'bbox', 'score'\]"),
-        (dict(good, image_id=1), "entry 0: image_id 1 is not in the annotation file"),
+        (dict(good, image_id=1), "none of its 1 detections is on an image of the annotation file"),
+        (dict(good, image_id="785"), "entry 0: image_id must be an integer"),
         (dict(good, bbox=[1, 2, 0, 4]), "entry 0: bbox must be"),
         (dict(good, bbox=[1, 2, 3]), "entry 0: bbox must be"),
         (dict(good, score="high"), "entry 0: score must be a finite number"),

@@ -7,8 +7,8 @@ CrowdPose, OCHuman), as mmpose 0.x ``TopDownCocoDataset``.
   that has a labelled keypoint (``max(keypoints) > 0`` and ``num_keypoints != 0``); box score 1.
 - Detections (evaluation without ``use_gt_bbox``): a person-detection file in COCO results format
   ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]`` (e.g. the standard
-  ``COCO_val2017_detections_AP_H_56_person.json``), entries of the person category with
-  ``score >= det_score_threshold`` (mmpose ``det_bbox_thr``), boxes used as given.
+  ``COCO_val2017_detections_AP_H_56_person.json``), entries of the person category on the annotation
+  file's images with ``score >= det_score_threshold`` (mmpose ``det_bbox_thr``), boxes used as given.
 
 Each box becomes ``center``/``scale`` at the crop's aspect ratio with the padding (1.25), the image is
 warped by the transforms (posetr/data/top_down_transforms.py) and the item is ``(crop, target)`` in the
@@ -84,22 +84,23 @@ def ground_truth_instances(coco, *, num_keypoints: int, ann_file: str) -> list[d
 
 
 def load_detections(det_file: str, *, image_ids, category_id: int, score_threshold: float) -> list[dict]:
-    """Person detections of ``det_file`` (COCO results format) with ``score >= score_threshold`` and
-    ``category_id`` (the annotation file's person category, 1 for COCO), in file order:
-    ``{"image_id", "bbox" [x, y, w, h], "bbox_score"}``.
+    """Person detections of ``det_file`` (COCO results format) on the images ``image_ids`` with
+    ``score >= score_threshold`` and ``category_id`` (the annotation file's person category, 1 for COCO), in
+    file order: ``{"image_id", "bbox" [x, y, w, h], "bbox_score"}``. Detections on other images are skipped
+    (a file for the whole val2017 set serves an annotation file of a subset).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not JSON, not a non-empty list, or an entry (named by its index) that is not a dict
-            with an ``image_id`` of the annotation file, a ``category_id``, a ``bbox`` of 4 finite numbers
-            with positive width and height and a finite ``score``.
+        ValueError: not JSON, not a non-empty list, an entry (named by its index) that is not a dict with an
+            integer ``image_id``, a ``category_id``, a ``bbox`` of 4 finite numbers with positive width and
+            height and a finite ``score``, or no entry on any of ``image_ids`` (the wrong file).
     """
     entries = read_json_file(det_file, what="detection file")
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"detection file {det_file!r} must be a non-empty JSON list of "
                          '{"image_id", "category_id", "bbox": [x, y, w, h], "score"} (COCO results format)')
     known = set(image_ids)
-    detections = []
+    detections, on_images = [], 0
     for i, entry in enumerate(entries):
         where = f"detection file {det_file!r}: entry {i}"
         if not isinstance(entry, dict):
@@ -107,17 +108,22 @@ def load_detections(det_file: str, *, image_ids, category_id: int, score_thresho
         missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in entry]
         if missing:
             raise ValueError(f"{where} has no {missing} (keys: {sorted(entry)})")
-        if entry["image_id"] not in known:
-            raise ValueError(f"{where}: image_id {entry['image_id']!r} is not in the annotation file")
+        if not isinstance(entry["image_id"], int) or isinstance(entry["image_id"], bool):
+            raise ValueError(f"{where}: image_id must be an integer, got {entry['image_id']!r}")
         if not is_box(entry["bbox"]):
             raise ValueError(f"{where}: bbox must be [x, y, w, h] with finite numbers and w, h > 0, "
                              f"got {entry['bbox']!r}")
         if not is_finite_number(entry["score"]):
             raise ValueError(f"{where}: score must be a finite number, got {entry['score']!r}")
-        if entry["category_id"] != category_id or entry["score"] < score_threshold:
+        on_images += entry["image_id"] in known
+        if entry["image_id"] not in known or entry["category_id"] != category_id or entry["score"] < score_threshold:
             continue
         detections.append({"image_id": entry["image_id"], "bbox": [float(v) for v in entry["bbox"]],
                            "bbox_score": float(entry["score"])})
+    if not on_images:
+        raise ValueError(f"detection file {det_file!r}: none of its {len(entries)} detections is on an image of the "
+                         f"annotation file (image ids such as {sorted(known)[:3]}; the file has e.g. "
+                         f"{entries[0]['image_id']})")
     return detections
 
 
