@@ -88,6 +88,9 @@ def _run_eval(args):
 def _add_predict_arguments(parser):
     _add_config_argument(parser, checkpoint=True)
     parser.add_argument("--output-dir", default="predictions", help="predictions.json and *_pose.png (default: predictions)")
+    parser.add_argument("--boxes", default=None,
+                        help='top-down models: JSON {"<image file name or path>": [[x, y, w, h(, score)], ...]} '
+                             "of person boxes in pixels (default, and images not listed: the whole image as one box)")
     parser.add_argument("images", nargs="+", help="image files")
 
 
@@ -95,7 +98,7 @@ def _run_predict(args):
     from posetr.engine.run import run_predict
 
     entries = run_predict(_load_config(args), checkpoint=args.checkpoint, images=args.images,
-                          output_dir=args.output_dir)
+                          output_dir=args.output_dir, boxes=args.boxes)
     print(f"wrote {args.output_dir}/predictions.json and {len(entries)} PNG(s)")
     return 0
 
@@ -103,7 +106,7 @@ def _run_predict(args):
 COMMANDS = {
     "bench": ("print a kernel-profile table of posetr vs reference ops at real model shapes",
               _add_bench_arguments, _run_bench),
-    "train": ("train a model (PETR) from a YAML config; writes checkpoints and metrics.json",
+    "train": ("train a model from a YAML config; writes checkpoints and metrics.json",
               _add_train_arguments, _run_train),
     "eval": ("evaluate a checkpoint with COCOeval (keypoints); writes metrics.json",
              _add_eval_arguments, _run_eval),
