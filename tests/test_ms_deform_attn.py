@@ -193,6 +193,60 @@ def test_bad_input_names_the_argument(mutate, message):
         _call(*args)
 
 
+# Hostile level shapes whose H * W wraps around int64 onto value.size(1) (which once passed the
+# checks and sent the kernels outside value: SIGSEGV), or that are out of range however they multiply.
+# (value_spatial_shapes, value.size(1)); value_level_start_index follows the wrapped products.
+HOSTILE_LEVELS = [
+    ([[4, 2**62 + 1]], 4),  # 4 * (2^62 + 1) wraps to 4
+    ([[2**32, 2**32]], 0),  # 2^64 wraps to 0
+    ([[2, 2], [2**62, 4]], 4),  # a second level that wraps to 0
+    ([[0, 2**62]], 0),  # an empty level with an absurd width
+    ([[2**62, 0]], 0),
+]
+
+
+def _hostile_inputs(shapes, S, emsda_layout):
+    shapes = torch.tensor(shapes, dtype=torch.int64)
+    wrapped = [(h * w) % 2**64 for h, w in shapes.tolist()]
+    starts = torch.tensor([sum(wrapped[:l]) for l in range(len(wrapped))], dtype=torch.int64)
+    N, Lq, M, D, L, P = 1, 8, 1, 4, shapes.shape[0], 1
+    value = torch.randn(N, S, D) if emsda_layout else torch.randn(N, S, M, D)
+    loc = torch.rand(N, Lq, M, L, P, 2)
+    attn = torch.rand(N, Lq, M, L, P)
+    return value, shapes, starts, loc, attn
+
+
+SAMPLING_OPS = {
+    "ms_deform_attn": lambda v, s, st, loc, a: torch.ops.posetr.ms_deform_attn(v, s, st, loc, a, 64),
+    "_ms_deform_attn_backward": lambda v, s, st, loc, a: torch.ops.posetr._ms_deform_attn_backward(
+        v, s, st, loc, a, torch.ones(v.shape[0], loc.shape[1], v.shape[2] * v.shape[3]), 64
+    ),
+    "emsda_sample": lambda v, s, st, loc, a: torch.ops.posetr.emsda_sample(v, s, st, loc, a, 64),
+    "_emsda_sample_backward": lambda v, s, st, loc, a: torch.ops.posetr._emsda_sample_backward(
+        v, s, st, loc, a, torch.ones(v.shape[0], loc.shape[1], loc.shape[2], v.shape[2]), 64
+    ),
+}
+
+
+@pytest.mark.parametrize("op", list(SAMPLING_OPS))
+@pytest.mark.parametrize("shapes,S", HOSTILE_LEVELS)
+def test_hostile_spatial_shapes_raise_instead_of_crashing(op, shapes, S):
+    inputs = _hostile_inputs(shapes, S, emsda_layout=op.lstrip("_").startswith("emsda"))
+    with pytest.raises(ValueError, match=r"value_spatial_shapes\[\d\] = \(\d+, \d+\)"):
+        SAMPLING_OPS[op](*inputs)
+
+
+def test_level_sizes_are_summed_without_overflow():
+    # A value of 2^40 positions (expanded: no memory) that the first level fills; the second level's
+    # H * W = 2^60 is compared with what is left (0) before it is added.
+    S = 2**40
+    value = torch.zeros(1, 1, 1, 1).expand(1, S, 1, 1)
+    shapes = torch.tensor([[2**20, 2**20], [2**30, 2**30]])
+    loc, attn = torch.rand(1, 1, 1, 2, 1, 2), torch.rand(1, 1, 1, 2, 1)
+    with pytest.raises(ValueError, match=r"value_spatial_shapes\[1\] = \(1073741824, 1073741824\) needs more than the 0"):
+        ms_deform_attn(value, shapes, torch.tensor([0, S]), loc, attn)
+
+
 def test_mixed_devices_raise():
     value, shapes, starts, loc, attn = make_inputs()
     with pytest.raises(RuntimeError, match="on one device"):

@@ -9,6 +9,9 @@
 
 namespace posetr {
 
+// The largest H or W of a level: 2^31 - 1.
+constexpr int64_t kMaxLevelSide = 2147483647;
+
 // Checks value_spatial_shapes [L, 2] (int64 rows H, W) and value_level_start_index [L]
 // against a value map with S spatial positions on `device`.
 inline void check_levels(const at::Tensor& value_spatial_shapes, const at::Tensor& value_level_start_index, int64_t S,
@@ -29,11 +32,20 @@ inline void check_levels(const at::Tensor& value_spatial_shapes, const at::Tenso
   const int64_t* st = starts.data_ptr<int64_t>();
   int64_t total = 0;
   for (int64_t l = 0; l < L; ++l) {
-    TORCH_CHECK_VALUE(hw[2 * l] >= 0 && hw[2 * l + 1] >= 0, "value_spatial_shapes[", l,
-                      "] must be non-negative (H, W), got (", hw[2 * l], ", ", hw[2 * l + 1], ")");
+    const int64_t H = hw[2 * l], W = hw[2 * l + 1];
+    TORCH_CHECK_VALUE(H >= 0 && W >= 0, "value_spatial_shapes[", l, "] must be non-negative (H, W), got (", H, ", ",
+                      W, ")");
     TORCH_CHECK_VALUE(st[l] == total, "value_level_start_index[", l, "] must be ", total,
                       " (the sum of H * W over the levels before it), got ", st[l]);
-    total += hw[2 * l] * hw[2 * l + 1];
+    // Bounded before multiplying: a wrapped H * W (or sum) that matched S would send
+    // the kernels far outside value. Below 2^31 each, H * W and the kernels' index
+    // arithmetic fit in int64 (an empty level may be wider than S); 0 <= total <= S.
+    TORCH_CHECK_VALUE(H <= kMaxLevelSide && W <= kMaxLevelSide, "value_spatial_shapes[", l, "] = (", H, ", ", W,
+                      "): H and W must each be at most ", kMaxLevelSide);
+    TORCH_CHECK_VALUE(H * W <= S - total, value_name, ".size(1) must equal sum(H * W) over value_spatial_shapes, got ",
+                      S, ", but value_spatial_shapes[", l, "] = (", H, ", ", W, ") needs more than the ", S - total,
+                      " positions the levels before it leave");
+    total += H * W;
   }
   TORCH_CHECK_VALUE(total == S, value_name, ".size(1) must equal sum(H * W) over value_spatial_shapes = ", total,
                     ", got ", S);
