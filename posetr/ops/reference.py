@@ -23,9 +23,14 @@ def ms_deform_attn_pytorch(
         im2col_step (int): accepted for signature compatibility, unused.
 
     Returns:
-        Tensor[N, Lq, M * D]: the attended values, in the dtype of ``value``.
+        Tensor[N, Lq, M * D]: the attended values, in the dtype of ``value``. Mixed dtypes
+        (a float16 value with float32 locations) are computed in the widest of the three, as
+        the kernels keep float32 locations in float32.
     """
     del value_level_start_index, im2col_step
+    out_dtype = value.dtype
+    dtype = torch.promote_types(torch.promote_types(value.dtype, sampling_locations.dtype), attention_weights.dtype)
+    value, sampling_locations, attention_weights = (t.to(dtype) for t in (value, sampling_locations, attention_weights))
     N, _, M, D = value.shape
     _, Lq, _, L, P, _ = sampling_locations.shape
     shapes = [(int(h), int(w)) for h, w in value_spatial_shapes.tolist()]
@@ -41,7 +46,7 @@ def ms_deform_attn_pytorch(
     # [N, Lq, M, L, P] -> [N*M, 1, Lq, L*P]
     weights = attention_weights.transpose(1, 2).reshape(N * M, 1, Lq, L * P)
     output = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1).view(N, M * D, Lq)
-    return output.transpose(1, 2).contiguous()
+    return output.transpose(1, 2).contiguous().to(out_dtype)
 
 
 def emsda_pytorch(
