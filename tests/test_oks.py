@@ -261,6 +261,42 @@ def test_nan_prediction_propagates():
         assert matched[1].isnan() and not matched[[0, 2]].isnan().any()
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mode", ["log", "linear"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("where", ["labelled pred", "unlabelled pred", "gt"])
+def test_nan_input_gives_nan_loss_and_gradient_like_the_reference(dtype, mode, reduction, where):
+    """A NaN in a labelled keypoint makes its pair's loss NaN (the log loss once clamped it to
+    the finite -log(eps) while its gradient was NaN) and its gradient NaN where autograd through
+    the reference puts NaN. An unlabelled keypoint takes no part in OKS (pycocotools): a NaN
+    there changes neither value nor gradient, in oks_loss, oks and pairwise_oks alike."""
+    gt, visible, area = make_people(4, 17, dtype=dtype, seed=40)
+    visible[2, :3] = True
+    visible[2, 3] = False
+    pred = near(gt, 8, 41)
+    gt = gt.clone()
+    target, k = (gt, 0) if where == "gt" else (pred, 0 if where == "labelled pred" else 3)
+    target[2, k, 0] = float("nan")
+    nan_expected = where != "unlabelled pred"
+    sigmas = sigmas_for(17, dtype)
+    ours_pred = pred.clone().requires_grad_()
+    ref_pred = pred.clone().requires_grad_()
+    ours = oks_loss(ours_pred, gt, visible, area, sigmas, mode=mode, reduction=reduction)
+    ref = oks_loss_pytorch(ref_pred, gt, visible, area, sigmas, mode=mode, reduction=reduction)
+    assert bool(ours.isnan().any()) == nan_expected
+    torch.testing.assert_close(ours, ref, equal_nan=True)
+    ours.sum().backward()
+    ref.sum().backward()
+    assert bool(ours_pred.grad.isnan().any()) == nan_expected
+    torch.testing.assert_close(ours_pred.grad, ref_pred.grad, equal_nan=True)
+    matched = oks(pred, gt, visible, area, sigmas)
+    assert bool(matched[2].isnan()) == nan_expected and not matched[[0, 1, 3]].isnan().any()
+    torch.testing.assert_close(matched, oks_pytorch(pred, gt, visible, area, sigmas), equal_nan=True)
+    pairwise = pairwise_oks(pred, gt, visible, area, sigmas)
+    assert bool(pairwise[2, 2].isnan()) == nan_expected  # other people may label keypoint 3
+    torch.testing.assert_close(pairwise, pairwise_oks_pytorch(pred, gt, visible, area, sigmas), equal_nan=True)
+
+
 # ---------------------------------------------------------------------------- module
 def test_oks_loss_module():
     gt, visible, area = make_people(5, 17, dtype=torch.float32, seed=26)

@@ -100,24 +100,29 @@ def pairwise_oks_pytorch(pred, gt, visible, area, sigmas):
 
     Returns:
         Tensor[..., N, M]: mean over labelled keypoints of ``exp(-d^2 / ((2 sigma)^2 (area + eps) 2))``;
-        0 for a person with no labelled keypoint.
+        0 for a person with no labelled keypoint. As in pycocotools (``e[vg > 0]``) the other
+        keypoints take no part: their coordinates, NaN included, change neither the OKS nor its gradient.
     """
-    d2 = (pred.unsqueeze(-3) - gt.unsqueeze(-4)).pow(2).sum(-1)  # [..., N, M, K]
     denom = (2 * sigmas).pow(2) * (area.unsqueeze(-1) + OKS_AREA_EPS) * 2  # [..., M, K]
-    labelled = visible.unsqueeze(-3)
-    total = (torch.exp(-d2 / denom.unsqueeze(-3)) * labelled).sum(-1)
+    return _mean_labelled_terms(pred.unsqueeze(-3) - gt.unsqueeze(-4), denom.unsqueeze(-3), visible.unsqueeze(-3))
+
+
+def _mean_labelled_terms(diff, denom, labelled):
+    """OKS from keypoint offsets diff [..., K, 2] (pixels), denominators [..., K] and labels [..., K]:
+    the mean of exp(-d^2 / denom) over labelled keypoints (0 without one). Unlabelled offsets are
+    replaced before use, so that they reach neither the value nor the gradient."""
+    d2 = torch.where(labelled.unsqueeze(-1), diff, 0.0).pow(2).sum(-1)
+    total = torch.where(labelled, torch.exp(-d2 / denom), 0.0).sum(-1)
     count = labelled.sum(-1)
     return torch.where(count > 0, total / count.clamp(min=1), 0.0)
 
 
 def oks_pytorch(pred, gt, visible, area, sigmas):
     """OKS of matched pairs (``pred[p]`` against ``gt[p]``): pred, gt Tensor[P, K, 2], visible Tensor[P, K],
-    area Tensor[P] -> Tensor[P]. Same formula and zero-label rule as :func:`pairwise_oks_pytorch`."""
-    d2 = (pred - gt).pow(2).sum(-1)  # [P, K]
+    area Tensor[P] -> Tensor[P]. Same formula, zero-label rule and unlabelled keypoints as
+    :func:`pairwise_oks_pytorch`; a NaN in a labelled keypoint makes its pair's OKS and gradient NaN."""
     denom = (2 * sigmas).pow(2) * (area.unsqueeze(-1) + OKS_AREA_EPS) * 2
-    total = (torch.exp(-d2 / denom) * visible).sum(-1)
-    count = visible.sum(-1)
-    return torch.where(count > 0, total / count.clamp(min=1), 0.0)
+    return _mean_labelled_terms(pred - gt, denom, visible)
 
 
 def oks_loss_pytorch(pred, gt, visible, area, sigmas, mode="log", eps=1e-6, reduction="mean"):
