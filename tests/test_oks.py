@@ -297,6 +297,40 @@ def test_nan_input_gives_nan_loss_and_gradient_like_the_reference(dtype, mode, r
     torch.testing.assert_close(pairwise, pairwise_oks_pytorch(pred, gt, visible, area, sigmas), equal_nan=True)
 
 
+def opera_linear_oks_loss(pred, gt, visible, area, sigmas, eps=1e-6):
+    """ED-Pose's / opera's linear OKS loss written out (models/edpose/utils.py, opera/models/
+    losses/oks_loss.py): 1 - clamp(OKS, min=eps), with pycocotools' OKS."""
+    return 1 - oks_pytorch(pred, gt, visible, area, sigmas).clamp(min=eps)
+
+
+def test_linear_loss_clamps_like_opera_and_ed_pose():
+    gt, visible, area = make_people(6, 17, seed=42)
+    visible[:] = True
+    pred = near(gt, 10, 43)
+    pred[:3] += 1e4  # OKS ~ 0: below the clamp
+    sigmas = sigmas_for(17)
+    p1, p2 = pred.clone().requires_grad_(), pred.clone().requires_grad_()
+    ours = oks_loss(p1, gt, visible, area, sigmas, mode="linear", reduction="none")
+    theirs = opera_linear_oks_loss(p2, gt, visible, area, sigmas)
+    torch.testing.assert_close(ours, theirs, rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(ours[:3], torch.full((3,), 1 - 1e-6, dtype=ours.dtype))
+    ours.sum().backward()
+    theirs.sum().backward()
+    torch.testing.assert_close(p1.grad, p2.grad)
+    assert (p1.grad[:3] == 0).all() and (p1.grad[3:] != 0).any()
+    # eps=0: the unclamped 1 - OKS (ED-Pose's paper).
+    unclamped = oks_loss(pred, gt, visible, area, sigmas, mode="linear", eps=0.0, reduction="none")
+    torch.testing.assert_close(unclamped, 1 - oks_pytorch(pred, gt, visible, area, sigmas), rtol=0, atol=1e-15)
+    module = OKSLoss(sigmas, mode="linear", reduction="none")
+    torch.testing.assert_close(module(pred, gt, visible, area), theirs.detach())
+    with pytest.raises(ValueError, match="eps must be non-negative"):
+        oks_loss(pred, gt, visible, area, sigmas, mode="linear", eps=-1.0)
+    with pytest.raises(ValueError, match="eps must be non-negative"):
+        OKSLoss(sigmas, mode="linear", eps=-1.0)
+    with pytest.raises(ValueError, match="eps must be non-negative"):
+        torch.ops.posetr.oks(pred, gt, visible, area, sigmas, "linear", -1.0)
+
+
 # ---------------------------------------------------------------------------- module
 def test_oks_loss_module():
     gt, visible, area = make_people(5, 17, dtype=torch.float32, seed=26)

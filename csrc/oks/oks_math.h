@@ -94,8 +94,9 @@ POSETR_HD acc_t oks_mean(acc_t term_sum, int count) {
   return count > 0 ? term_sum / static_cast<acc_t>(count) : acc_t(0);
 }
 
-// Per-pair transforms of the OKS computed by the fused `oks` op: the OKS itself,
-// PETR's loss -log(clamp(OKS, eps)) and ED-Pose's loss 1 - OKS.
+// Per-pair transforms of the OKS computed by the fused `oks` op: the OKS itself and the
+// losses of PETR (opera) and ED-Pose, which clamp the OKS first: -log(clamp(OKS, eps))
+// and 1 - clamp(OKS, eps) (eps = 0: the unclamped 1 - OKS).
 enum class OksTransform : int { kIdentity = 0, kNegLog = 1, kOneMinus = 2 };
 
 // torch.clamp(oks, min=eps): NaN stays NaN.
@@ -110,7 +111,7 @@ POSETR_HD acc_t oks_transform(acc_t oks, OksTransform transform, acc_t eps) {
     case OksTransform::kNegLog:
       return -std::log(oks_clamp_min(oks, eps));
     case OksTransform::kOneMinus:
-      return acc_t(1) - oks;
+      return acc_t(1) - oks_clamp_min(oks, eps);
     default:
       return oks;
   }
@@ -124,7 +125,7 @@ POSETR_HD acc_t oks_transform_grad(acc_t oks, OksTransform transform, acc_t eps)
     case OksTransform::kNegLog:
       return oks >= eps ? -acc_t(1) / oks : acc_t(0);
     case OksTransform::kOneMinus:
-      return acc_t(-1);
+      return oks >= eps ? acc_t(-1) : acc_t(0);
     default:
       return acc_t(1);
   }

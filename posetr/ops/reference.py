@@ -126,10 +126,11 @@ def oks_pytorch(pred, gt, visible, area, sigmas):
 
 
 def oks_loss_pytorch(pred, gt, visible, area, sigmas, mode="log", eps=1e-6, reduction="mean"):
-    """OKS loss of matched pairs: ``-log(clamp(OKS, eps))`` (PETR) or ``1 - OKS`` (ED-Pose),
-    reduced by "none", "mean" (over pairs; 0 for no pairs) or "sum"."""
-    oks = oks_pytorch(pred, gt, visible, area, sigmas)
-    loss = -oks.clamp(min=eps).log() if mode == "log" else 1 - oks
+    """OKS loss of matched pairs as opera (PETR) and ED-Pose write it: ``oks.clamp(min=eps)``,
+    then ``-log`` (``mode="log"``) or ``1 -`` (``mode="linear"``), reduced by "none", "mean"
+    (over pairs; 0 for no pairs) or "sum"."""
+    oks = oks_pytorch(pred, gt, visible, area, sigmas).clamp(min=eps)
+    loss = -oks.log() if mode == "log" else 1 - oks
     if reduction == "none":
         return loss
     total = loss.sum()
