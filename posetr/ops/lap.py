@@ -83,8 +83,9 @@ def batched_linear_sum_assignment(cost, num_rows=None, num_cols=None, maximize=F
         cost (Tensor[B, N, M]): float32 or float64, CPU or CUDA, any strides
             (float16/bfloat16 are widened to float32, integers and bool to float64).
             ``+inf`` forbids a pair; NaN, or ``-inf`` (``+inf`` when ``maximize``), is invalid.
-        num_rows (Tensor[B] int64 | list[int] | None): valid rows per item (default N).
-        num_cols (Tensor[B] int64 | list[int] | None): valid columns per item (default M).
+        num_rows (Tensor[B] int64 | sequence of B ints | None): valid rows per item (default N);
+            floating or bool sizes are refused, not truncated.
+        num_cols (Tensor[B] int64 | sequence of B ints | None): valid columns per item (default M).
         maximize (bool): maximise the total instead of minimising it.
         return_status (bool): also return the per-item status ``Tensor[B]`` int32
             (0 ok, 1 invalid entries, 2 infeasible, 3 size out of range; see ``LAP_STATUS``).
@@ -95,7 +96,7 @@ def batched_linear_sum_assignment(cost, num_rows=None, num_cols=None, maximize=F
         (all -1 for a failed item). ``(row_ind, col_ind, status)`` if ``return_status``.
 
     Raises:
-        ValueError: ``cost`` not 3-D; sizes of the wrong shape or dtype. On the CPU
+        ValueError: ``cost`` not 3-D; sizes of the wrong shape or of a non-integer dtype. On the CPU
             (unless ``return_status``) also for the first failed item b:
             "cost[b]: matrix contains invalid numeric entries" or "cost[b]: cost matrix
             is infeasible" (no prefix when B == 1), and for a size outside [0, N] / [0, M].
@@ -109,15 +110,30 @@ def batched_linear_sum_assignment(cost, num_rows=None, num_cols=None, maximize=F
         raise TypeError(f"cost must be a torch.Tensor [B, N, M], got {type(cost).__name__}")
     if cost.dtype not in _SOLVED_DTYPES:
         cost = _as_float(cost)
-    if num_rows is not None and not isinstance(num_rows, torch.Tensor):
-        num_rows = torch.as_tensor(num_rows, dtype=torch.int64, device=cost.device)
-    if num_cols is not None and not isinstance(num_cols, torch.Tensor):
-        num_cols = torch.as_tensor(num_cols, dtype=torch.int64, device=cost.device)
+    num_rows = _sizes_tensor(num_rows, "num_rows", cost.device)
+    num_cols = _sizes_tensor(num_cols, "num_cols", cost.device)
     # check: the CPU kernel raises for a failed item; CUDA never does (no sync).
     row_ind, col_ind, status = _solve(cost, num_rows, num_cols, maximize, not return_status)
     if return_status:
         return row_ind, col_ind, status
     return row_ind, col_ind
+
+
+def _sizes_tensor(sizes, name, device):
+    """Per-item sizes given as a sequence (list, tuple, NumPy array) as an int64 tensor: integers
+    only, so that 1.9 is refused instead of truncated to 1. A tensor is passed on as it is (the op
+    requires int64); None stays None."""
+    if sizes is None or isinstance(sizes, torch.Tensor):
+        return sizes
+    if isinstance(sizes, (list, tuple)) and all(type(size) is int for size in sizes):  # the common case, fast
+        return torch.as_tensor(sizes, dtype=torch.int64, device=device)
+    try:
+        values = torch.as_tensor(sizes, device=device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{name} must be a sequence of integer sizes, one per batch item: {exc}") from None
+    if values.numel() > 0 and (values.dtype == torch.bool or values.is_floating_point() or values.is_complex()):
+        raise ValueError(f"{name} must hold integer sizes, got {values.dtype} values {values.tolist()}")
+    return values.to(torch.int64)
 
 
 def _as_float(cost):
