@@ -15,7 +15,7 @@ def bench_devices():
 def case_params(module):
     """Parametrises a test over (device, case) for every Case of ``module`` on every device."""
     pairs = [(device, case) for device in bench_devices() for case in module.cases(device)]
-    ids = [f"{d}-{c.op}-{c.shape}-{c.mode}".replace(" ", "_").replace(",", "") for d, c in pairs]
+    ids = [f"{d}-{c.op}-{c.shape}-{c.mode}-{c.dtype}".replace(" ", "_").replace(",", "") for d, c in pairs]
     return pytest.mark.parametrize("device,case", pairs, ids=ids)
 
 
@@ -30,7 +30,7 @@ def bench_case(benchmark, device, case, impl, inputs=None, fn=None, **pedantic):
         fn(inputs)
         synchronize(device)
 
-    benchmark.group = f"{case.op} {device} {case.shape} {case.mode}"
+    benchmark.group = f"{case.op} {device} {case.shape} {case.mode} {case.dtype}"
     benchmark.pedantic(call, **pedantic)
 
 

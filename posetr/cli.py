@@ -8,16 +8,25 @@ import sys
 
 
 def _add_bench_arguments(parser):
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--ops", nargs="*", default=None, help="ops to profile (default: all)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--ops", nargs="*", default=None,
+                        help="profile modules to run (default: all: ms_deform_attn emsda lap oks, then every "
+                             "model's training step, e.g. petr_step)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per case; the median is shown")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the results as JSON (schema posetr-bench/1, posetr/profile/report.py), "
+                             "rewritten after every case; `python -m posetr.profile.report PATH` prints it as markdown")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny shapes, no warm-up: checks that every case runs (numbers mean nothing)")
 
 
 def _run_bench(args):
     from posetr.profile import run
 
-    run(device=args.device, ops=args.ops, repeats=args.repeats)
-    return 0
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
+    report = run(device=args.device, ops=args.ops, repeats=args.repeats, quick=args.quick, json_path=args.json)
+    return 1 if report["errors"] else 0
 
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
@@ -79,6 +88,9 @@ def _run_eval(args):
 def _add_predict_arguments(parser):
     _add_config_argument(parser, checkpoint=True)
     parser.add_argument("--output-dir", default="predictions", help="predictions.json and *_pose.png (default: predictions)")
+    parser.add_argument("--boxes", default=None,
+                        help='top-down models: JSON {"<image file name or path>": [[x, y, w, h(, score)], ...]} '
+                             "of person boxes in pixels (default, and images not listed: the whole image as one box)")
     parser.add_argument("images", nargs="+", help="image files")
 
 
@@ -86,7 +98,7 @@ def _run_predict(args):
     from posetr.engine.run import run_predict
 
     entries = run_predict(_load_config(args), checkpoint=args.checkpoint, images=args.images,
-                          output_dir=args.output_dir)
+                          output_dir=args.output_dir, boxes=args.boxes)
     print(f"wrote {args.output_dir}/predictions.json and {len(entries)} PNG(s)")
     return 0
 
@@ -94,7 +106,7 @@ def _run_predict(args):
 COMMANDS = {
     "bench": ("print a kernel-profile table of posetr vs reference ops at real model shapes",
               _add_bench_arguments, _run_bench),
-    "train": ("train a model (PETR) from a YAML config; writes checkpoints and metrics.json",
+    "train": ("train a model from a YAML config; writes checkpoints and metrics.json",
               _add_train_arguments, _run_train),
     "eval": ("evaluate a checkpoint with COCOeval (keypoints); writes metrics.json",
              _add_eval_arguments, _run_eval),

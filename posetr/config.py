@@ -20,13 +20,27 @@ class DataConfig:
     root: str | None = None  # folder with images/ + annotations/*.json or the COCO 2017 layout; None: synthetic data
     train_split: str = "train"  # split name picking the training annotation file (see posetr.data.coco.resolve_split)
     val_split: str = "val"  # split name of the evaluation annotation file
-    augment: str = "full"  # training augmentation: "full" (flip + multi-scale resize/crop) | "flip" | "none"
+    augment: str = "full"  # training augmentation: "full" (bottom-up: flip + multi-scale resize/crop) | "flip" | "none"
     train_sizes: list[int] = field(default_factory=lambda: list(range(480, 801, 32)))  # shorter sides of multi-scale
     test_size: int = 800  # shorter side at test time (and of the fixed resize when augment is "flip"/"none")
     max_size: int = 1333  # longest side after any resize
     batch_size: int = 2  # images per process and step (opera: 16 GPUs x 2)
     num_workers: int = 2  # DataLoader worker processes
     synthetic_images: int = 8  # images of the synthetic stick-figure set used when root is None
+    # top-down (person crops; models whose package has DATA_KIND "top_down"; bottom-up models ignore these).
+    # augment: "full" = flip + half-body + random scale/rotation, "flip" = flip only, "none" (mmpose 0.x / Poseur)
+    input_size: list[int] = field(default_factory=lambda: [256, 192])  # crop [height, width]: 256x192 or 384x288
+    bbox_padding: float = 1.25  # box -> crop: grown to the crop's aspect ratio, then by this factor
+    half_body_prob: float = 0.3  # probability of cropping the upper or lower body only
+    half_body_min_joints: int = 8  # half-body only for persons with more labelled joints than this
+    scale_factor: float = 0.5  # crop scale x clip(1 + scale_factor N(0,1), 1 - scale_factor, 1 + scale_factor)
+    rotation_factor: float = 40.0  # rotation clip(rotation_factor N(0,1), +-2 rotation_factor) degrees ...
+    rotation_prob: float = 0.6  # ... applied with this probability
+    photometric: bool = False  # mmpose PhotometricDistortion on the crop (Poseur's HRNet-W48 recipe)
+    cutout: bool = False  # one elliptical Cutout patch on the crop (Poseur's HRNet-W48 recipe)
+    use_gt_bbox: bool = True  # evaluation crops from ground-truth boxes; false: from det_file
+    det_file: str | None = None  # person detections, COCO results format (COCO_val2017_detections_AP_H_56_person)
+    det_score_threshold: float = 0.0  # detections scoring below this are dropped (mmpose det_bbox_thr)
 
 
 @dataclass
@@ -53,6 +67,8 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     draw_threshold: float = 0.3  # predict: people with a score below this are left out of the PNG
+    flip_test: bool = True  # top-down: also run the mirrored crop; the model's postprocessor fuses the two
+    oks_nms_threshold: float = 0.9  # top-down: per image, drop a person whose OKS to a better-scoring one is above this
 
 
 @dataclass

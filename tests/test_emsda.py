@@ -130,6 +130,28 @@ def test_low_precision_against_float32(device, dtype, tol):
         assert err < tol, f"{name}: relative error {err:.2e} >= {tol}"
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float16, 1e-2), (torch.bfloat16, 4e-2)])
+def test_reduced_value_with_float32_locations_and_weights(dtype, tol):
+    """autocast's dtypes, as for MSDA: a half/bf16 value and projection, float32 locations and
+    weights used as they are. Against the float64 oracle on the same values; each gradient in its
+    input's dtype."""
+    inputs = make_inputs(N=2, levels=((8, 6), (4, 3)), Lq=6, M=4, C=32, P=4, D=8, dtype=torch.float32, seed=4)
+    mixed = {k: v.to(dtype) if k in ("value", "value_proj_weight", "value_proj_bias") else v for k, v in inputs.items()}
+    out, grads = outputs_and_grads(emsda, mixed)
+    ref, ref_grads = outputs_and_grads(emsda_pytorch, {k: v.double() if v.is_floating_point() else v for k, v in mixed.items()})
+    assert out.dtype == dtype
+    for name, low, exact in [("output", out, ref)] + [(k, grads[k], ref_grads[k]) for k in GRAD_NAMES]:
+        if name != "output":
+            assert low.dtype == mixed[name].dtype, name
+        err = (low.double() - exact).abs().max() / exact.abs().max().clamp_min(1e-6)
+        assert err < tol, f"{name}: relative error {err:.2e} >= {tol}"
+    args = _sample_args(mixed)
+    torch.library.opcheck(torch.ops.posetr.emsda_sample.default, args)
+    N, Lq, M = mixed["sampling_locations"].shape[:3]
+    grad_output = torch.randn(N, Lq, M, mixed["value"].shape[2]).to(dtype)
+    torch.library.opcheck(torch.ops.posetr._emsda_sample_backward.default, args[:5] + [grad_output, 64])
+
+
 def test_non_contiguous_inputs():
     inputs = make_inputs(C=6, M=3, D=2)
     strided = dict(inputs)

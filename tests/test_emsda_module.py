@@ -121,3 +121,19 @@ def test_bad_arguments():
             shapes,
             starts,
         )
+
+
+@pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])
+def test_module_under_cpu_autocast(input_dtype):
+    """Under torch.autocast the linears give bf16 offsets and weights (float32 locations, as
+    reference points are float32); the value may come in bf16 from an earlier layer. The module
+    brings them to dtypes the kernel takes instead of raising."""
+    torch.manual_seed(0)
+    module = EMSDeformAttn(embed_dims=32, num_heads=4, num_levels=2, num_points=2)
+    shapes, starts = torch.tensor([[6, 5], [3, 3]]), torch.tensor([0, 30])
+    query, value, reference = torch.randn(2, 7, 32), torch.randn(2, 39, 32), torch.rand(2, 7, 2, 2)
+    expected = module(query, reference, value, shapes, starts)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module(query, reference, value.to(input_dtype), shapes, starts)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, atol=5e-2, rtol=5e-2)

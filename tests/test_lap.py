@@ -4,6 +4,8 @@ scipy's own test cases (scipy/optimize/tests/test_linear_assignment.py and the
 shared cases of scipy/sparse/csgraph/tests/test_matching.py) are rewritten here
 against posetr, followed by index-for-index equality on random problems.
 """
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -16,10 +18,21 @@ INF = float("inf")
 
 
 def assert_same_as_scipy(cost, maximize=False):
-    expected = scipy_lsa(cost, maximize=maximize)
+    """posetr's answer is scipy's: the same exception (type and message), or a tuple of two
+    arrays of scipy's type, dtype, layout and values."""
+    try:
+        expected = scipy_lsa(cost, maximize=maximize)
+    except Exception as exc:  # noqa: BLE001 - any exception scipy raises must be ours too
+        with pytest.raises(type(exc)) as info:
+            linear_sum_assignment(cost, maximize=maximize)
+        assert type(info.value) is type(exc) and str(info.value) == str(exc)
+        return
     got = linear_sum_assignment(cost, maximize=maximize)
+    assert type(got) is tuple and len(got) == 2
     for e, g in zip(expected, got):
-        assert isinstance(g, np.ndarray) and g.dtype == np.int64
+        assert type(g) is np.ndarray and g.dtype == e.dtype == np.int64 and g.ndim == 1
+        for flag in ("C_CONTIGUOUS", "OWNDATA", "WRITEABLE", "ALIGNED"):
+            assert g.flags[flag] == e.flags[flag], flag
         assert_array_equal(g, e)
 
 
@@ -31,15 +44,19 @@ def test_input_shape():
         linear_sum_assignment([1, 2, 3])
 
 
-@pytest.mark.parametrize("shape", [(), (2, 2, 2)])
+@pytest.mark.parametrize("shape", [(), (3,), (2, 2, 2)])
 def test_input_not_a_matrix(shape):
-    with pytest.raises(ValueError, match=r"expected a matrix \(2-D array\), got a %d-D array" % len(shape)):
+    with pytest.raises(ValueError, match=r"^expected a matrix \(2-D array\), got a %d array$" % len(shape)):
         linear_sum_assignment(np.zeros(shape))
+    assert_same_as_scipy(np.zeros(shape))
 
 
 def test_input_object():
     C = [[1, 2, 3], [4, 5, 6]]
     assert_array_equal(linear_sum_assignment(C), linear_sum_assignment(np.asarray(C)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        assert_array_equal(linear_sum_assignment(C), linear_sum_assignment(np.matrix(C)))
     assert_array_equal(linear_sum_assignment(C), scipy_lsa(C))
 
 
@@ -206,29 +223,115 @@ def test_non_contiguous_and_byteswapped_input():
     assert_same_as_scipy(cost.astype(">f8"))
 
 
-# ---- torch tensors in, tensors out ----------------------------------------------
+# ---- scipy's contract for everything scipy accepts (and refuses) ---------------------------------
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.int64, torch.bool])
-def test_tensor_input(dtype):
-    rng = np.random.default_rng(5)
-    cost = torch.from_numpy(random_cost(rng, 9, 6, scale=10.0)).to(dtype)
-    row_ind, col_ind = linear_sum_assignment(cost)
-    assert isinstance(row_ind, torch.Tensor) and row_ind.dtype == torch.int64 and row_ind.device == cost.device
-    expected = scipy_lsa(cost.double().numpy())
-    assert_array_equal(row_ind.numpy(), expected[0])
-    assert_array_equal(col_ind.numpy(), expected[1])
+def _layouts(cost):
+    """The same matrix in every layout and container scipy takes."""
+    yield "C order", cost
+    yield "Fortran order", np.asfortranarray(cost)
+    yield "rows reversed", cost[::-1]
+    yield "columns reversed", cost[:, ::-1]
+    yield "both reversed, strided", np.repeat(cost, 2, axis=1)[::-1, ::-2]
+    yield "transposed view", np.ascontiguousarray(cost.T).T
+    yield "read-only", np.lib.stride_tricks.as_strided(cost, writeable=False)
+    yield "byte-swapped", cost.astype(cost.dtype.newbyteorder())
+    yield "misaligned", np.frombuffer(b"\0" + cost.astype(np.float64).tobytes(), np.float64, cost.size, 1).reshape(
+        cost.shape
+    )
+    yield "list", cost.tolist()
+    yield "tuple of tuples", tuple(map(tuple, cost.tolist()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # np.matrix is discouraged, scipy still takes it
+        matrix = np.matrix(cost)
+    yield "matrix", matrix
+    yield "masked", np.ma.masked_array(cost, mask=cost > 1)
+    yield "CPU tensor", torch.from_numpy(np.ascontiguousarray(cost))
+    yield "CPU tensor transposed", torch.from_numpy(np.ascontiguousarray(cost.T)).T
 
 
-def test_tensor_errors_and_grad_input():
-    with pytest.raises(ValueError, match="expected a matrix"):
-        linear_sum_assignment(torch.zeros(2, 2, 2))
-    with pytest.raises(ValueError, match="^matrix contains invalid numeric entries$"):
-        linear_sum_assignment(torch.tensor([[float("nan")]]))
-    with pytest.raises(ValueError, match="^cost matrix is infeasible$"):
-        linear_sum_assignment(torch.tensor([[INF, INF], [1.0, 2.0]]))
-    cost = torch.rand(4, 5, requires_grad=True)
-    assert_array_equal(linear_sum_assignment(cost)[1].numpy(), scipy_lsa(cost.detach().numpy())[1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, np.int64, np.int32, np.uint8, np.bool_])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_every_layout_and_dtype_gives_scipys_answer(dtype, maximize):
+    rng = np.random.default_rng(7)
+    for n, m in [(6, 9), (9, 6), (1, 4), (5, 5), (0, 3)]:
+        cost = (rng.random((n, m)) * (2 if dtype == np.bool_ else 50)).astype(dtype)
+        for name, layout in _layouts(cost):
+            try:
+                assert_same_as_scipy(layout, maximize=maximize)
+            except AssertionError as exc:
+                raise AssertionError(f"{name}, {n}x{m}: {exc}") from exc
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64,
+                                   torch.int16, torch.uint8, torch.bool, torch.complex64])
+def test_cpu_tensors_give_what_scipy_gives(dtype):
+    # scipy takes a CPU tensor through np.asarray: NumPy arrays out (opera's assigner does
+    # torch.from_numpy(row_ind)), NumPy's and torch's conversion errors (bfloat16) as they are.
+    rng = np.random.default_rng(8)
+    cost = torch.from_numpy(rng.random((7, 5)) * 10).to(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", np.exceptions.ComplexWarning)  # complex: both discard the imaginary part
+        assert_same_as_scipy(cost)
+        assert_same_as_scipy(cost.T, maximize=True)
+
+
+@pytest.mark.parametrize(
+    "cost",
+    [
+        torch.rand(4, 5, requires_grad=True),  # RuntimeError: Can't call numpy() on Tensor that requires grad
+        torch.rand(3, 3)._neg_view(),  # RuntimeError: ... negative bit set
+        torch.zeros(2, 2, device="meta"),  # TypeError: can't convert meta device type tensor to numpy
+        torch.zeros(2, 2, 2),
+        torch.zeros(3),
+        torch.tensor(1.0),
+        torch.tensor([[float("nan"), 1.0]]),
+        torch.tensor([[INF, INF], [1.0, 2.0]]),
+    ],
+    ids=["requires grad", "negative bit", "meta", "3-D", "1-D", "0-D", "nan", "infeasible"],
+)
+def test_tensor_errors_are_scipys(cost):
+    assert_same_as_scipy(cost)
+
+
+@pytest.mark.parametrize(
+    "cost",
+    [
+        None,
+        3.0,
+        "abc",
+        [[1, 2], [3]],
+        [],
+        [[]],
+        np.array([[1 + 1j, 2]]),
+        np.array([[1, 2]], dtype=object),
+        np.array([["a", "b"]]),
+        np.array([[1, 2]], dtype="datetime64[s]"),
+        np.array([[1, 2]], dtype=np.longdouble),
+        np.zeros((2, 0, 3)),
+        np.full((0, 3), np.nan),
+        np.array([[-INF, 1.0], [2.0, 3.0]]),
+    ],
+    ids=["None", "scalar", "str", "ragged", "empty list", "empty rows", "complex", "object", "str array", "datetime",
+         "longdouble", "empty 3-D", "empty with nan", "-inf"],
+)
+@pytest.mark.parametrize("maximize", [False, True])
+def test_odd_inputs_give_scipys_answer_or_error(cost, maximize):
+    assert_same_as_scipy(cost, maximize=maximize)
+
+
+@pytest.mark.parametrize("maximize", [1, "yes", np.True_, None, 0, []])
+def test_maximize_is_taken_by_truth_value(maximize):
+    assert_same_as_scipy(np.array([[4.0, 1, 3], [2, 0, 5], [3, 2, 2]]), maximize=maximize)
+
+
+def test_random_inputs_of_every_layout_identical_to_scipy():
+    rng = np.random.default_rng(9)
+    for trial in range(60):
+        n, m = rng.integers(1, 25, 2)
+        cost = random_cost(rng, n, m, 10.0 ** rng.uniform(-3, 3), ties=trial % 3 == 0)
+        for _, layout in _layouts(cost):
+            assert_same_as_scipy(layout, maximize=bool(trial % 2))
 
 
 @pytest.mark.cuda

@@ -147,8 +147,29 @@ def test_argument_errors():
         batched_linear_sum_assignment(torch.rand(2, 4, 5), num_rows=torch.tensor([1, 2], dtype=torch.int32))
     with pytest.raises(TypeError, match="cost must be a torch.Tensor"):
         batched_linear_sum_assignment(np.zeros((1, 2, 2)))
+    with pytest.raises(ValueError, match=r"num_rows must be Long \(integer sizes\), got Float"):
+        batched_linear_sum_assignment(torch.rand(2, 4, 5), num_rows=torch.tensor([1.0, 2.0]))
     with pytest.raises(TypeError, match="real"):
         batched_linear_sum_assignment(torch.zeros(1, 2, 2, dtype=torch.complex64))
+
+
+@pytest.mark.parametrize("sizes", [[1.9, 2.7], [2.0, 3.0], np.array([1.5, 2.0]), [True, False], [[1, 2]], ["1", "2"]])
+def test_non_integer_sizes_are_refused_not_truncated(sizes):
+    # [1.9, 2.7] once became [1, 2] silently.
+    with pytest.raises(ValueError, match="num_rows must"):
+        batched_linear_sum_assignment(torch.rand(2, 4, 5), num_rows=sizes)
+    with pytest.raises(ValueError, match="num_cols must"):
+        batched_linear_sum_assignment(torch.rand(2, 4, 5), num_cols=sizes)
+
+
+def test_integer_size_sequences_of_any_integer_type():
+    cost = torch.rand(2, 4, 5, dtype=torch.float64)
+    expected = scipy_batch(cost, [3, 4], [5, 2])
+    for rows, cols in [([3, 4], (5, 2)), (np.array([3, 4], dtype=np.int32), np.array([5, 2], dtype=np.uint8))]:
+        got = batched_linear_sum_assignment(cost, num_rows=rows, num_cols=cols)
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    row_ind, _ = batched_linear_sum_assignment(torch.rand(0, 4, 5), num_rows=[], num_cols=())
+    assert row_ind.shape == (0, 4)
 
 
 def test_empty_batch_and_dims():

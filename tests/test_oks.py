@@ -261,6 +261,76 @@ def test_nan_prediction_propagates():
         assert matched[1].isnan() and not matched[[0, 2]].isnan().any()
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mode", ["log", "linear"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("where", ["labelled pred", "unlabelled pred", "gt"])
+def test_nan_input_gives_nan_loss_and_gradient_like_the_reference(dtype, mode, reduction, where):
+    """A NaN in a labelled keypoint makes its pair's loss NaN (the log loss once clamped it to
+    the finite -log(eps) while its gradient was NaN) and its gradient NaN where autograd through
+    the reference puts NaN. An unlabelled keypoint takes no part in OKS (pycocotools): a NaN
+    there changes neither value nor gradient, in oks_loss, oks and pairwise_oks alike."""
+    gt, visible, area = make_people(4, 17, dtype=dtype, seed=40)
+    visible[2, :3] = True
+    visible[2, 3] = False
+    pred = near(gt, 8, 41)
+    gt = gt.clone()
+    target, k = (gt, 0) if where == "gt" else (pred, 0 if where == "labelled pred" else 3)
+    target[2, k, 0] = float("nan")
+    nan_expected = where != "unlabelled pred"
+    sigmas = sigmas_for(17, dtype)
+    ours_pred = pred.clone().requires_grad_()
+    ref_pred = pred.clone().requires_grad_()
+    ours = oks_loss(ours_pred, gt, visible, area, sigmas, mode=mode, reduction=reduction)
+    ref = oks_loss_pytorch(ref_pred, gt, visible, area, sigmas, mode=mode, reduction=reduction)
+    assert bool(ours.isnan().any()) == nan_expected
+    torch.testing.assert_close(ours, ref, equal_nan=True)
+    ours.sum().backward()
+    ref.sum().backward()
+    assert bool(ours_pred.grad.isnan().any()) == nan_expected
+    torch.testing.assert_close(ours_pred.grad, ref_pred.grad, equal_nan=True)
+    matched = oks(pred, gt, visible, area, sigmas)
+    assert bool(matched[2].isnan()) == nan_expected and not matched[[0, 1, 3]].isnan().any()
+    torch.testing.assert_close(matched, oks_pytorch(pred, gt, visible, area, sigmas), equal_nan=True)
+    pairwise = pairwise_oks(pred, gt, visible, area, sigmas)
+    assert bool(pairwise[2, 2].isnan()) == nan_expected  # other people may label keypoint 3
+    torch.testing.assert_close(pairwise, pairwise_oks_pytorch(pred, gt, visible, area, sigmas), equal_nan=True)
+
+
+def opera_linear_oks_loss(pred, gt, visible, area, sigmas, eps=1e-6):
+    """ED-Pose's / opera's linear OKS loss written out (models/edpose/utils.py, opera/models/
+    losses/oks_loss.py): 1 - clamp(OKS, min=eps), with pycocotools' OKS."""
+    return 1 - oks_pytorch(pred, gt, visible, area, sigmas).clamp(min=eps)
+
+
+def test_linear_loss_clamps_like_opera_and_ed_pose():
+    gt, visible, area = make_people(6, 17, seed=42)
+    visible[:] = True
+    pred = near(gt, 10, 43)
+    pred[:3] += 1e4  # OKS ~ 0: below the clamp
+    sigmas = sigmas_for(17)
+    p1, p2 = pred.clone().requires_grad_(), pred.clone().requires_grad_()
+    ours = oks_loss(p1, gt, visible, area, sigmas, mode="linear", reduction="none")
+    theirs = opera_linear_oks_loss(p2, gt, visible, area, sigmas)
+    torch.testing.assert_close(ours, theirs, rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(ours[:3], torch.full((3,), 1 - 1e-6, dtype=ours.dtype))
+    ours.sum().backward()
+    theirs.sum().backward()
+    torch.testing.assert_close(p1.grad, p2.grad)
+    assert (p1.grad[:3] == 0).all() and (p1.grad[3:] != 0).any()
+    # eps=0: the unclamped 1 - OKS (ED-Pose's paper).
+    unclamped = oks_loss(pred, gt, visible, area, sigmas, mode="linear", eps=0.0, reduction="none")
+    torch.testing.assert_close(unclamped, 1 - oks_pytorch(pred, gt, visible, area, sigmas), rtol=0, atol=1e-15)
+    module = OKSLoss(sigmas, mode="linear", reduction="none")
+    torch.testing.assert_close(module(pred, gt, visible, area), theirs.detach())
+    with pytest.raises(ValueError, match="eps must be non-negative"):
+        oks_loss(pred, gt, visible, area, sigmas, mode="linear", eps=-1.0)
+    with pytest.raises(ValueError, match="eps must be non-negative"):
+        OKSLoss(sigmas, mode="linear", eps=-1.0)
+    with pytest.raises(ValueError, match="eps must be non-negative"):
+        torch.ops.posetr.oks(pred, gt, visible, area, sigmas, "linear", -1.0)
+
+
 # ---------------------------------------------------------------------------- module
 def test_oks_loss_module():
     gt, visible, area = make_people(5, 17, dtype=torch.float32, seed=26)

@@ -31,8 +31,9 @@ struct SamplingSizes {
 };
 
 // Corners of sample `idx` on an H x W level; false when it lies outside the map.
-template <typename acc_t, typename scalar_t>
-POSETR_HD bool sample_corners(const scalar_t* locations, int64_t idx, int64_t H, int64_t W, BilinearCorners<acc_t>& c) {
+// param_t is the dtype of the locations (the value's, or float32 for mixed precision).
+template <typename acc_t, typename param_t>
+POSETR_HD bool sample_corners(const param_t* locations, int64_t idx, int64_t H, int64_t W, BilinearCorners<acc_t>& c) {
   return bilinear_corners<acc_t>(static_cast<acc_t>(locations[2 * idx]), static_cast<acc_t>(locations[2 * idx + 1]), H,
                                  W, c);
 }
@@ -40,14 +41,14 @@ POSETR_HD bool sample_corners(const scalar_t* locations, int64_t idx, int64_t H,
 // Writes the gradients of sample `idx` with respect to its attention weight and its
 // location, from dot[i] = sum over channels of grad_output[d] * value_corner_i[d]
 // (zero for invalid corners) and the sample's attention weight `a`.
-template <typename acc_t, typename scalar_t>
+template <typename acc_t, typename param_t>
 POSETR_HD void write_sample_grads(const BilinearCorners<acc_t>& c, const acc_t dot[4], int64_t H, int64_t W, acc_t a,
-                                  int64_t idx, scalar_t* grad_locations, scalar_t* grad_weights) {
-  grad_weights[idx] = static_cast<scalar_t>(bilinear_combine(c, dot));
+                                  int64_t idx, param_t* grad_locations, param_t* grad_weights) {
+  grad_weights[idx] = static_cast<param_t>(bilinear_combine(c, dot));
   acc_t gx = 0, gy = 0;
   bilinear_location_grad(c, dot, H, W, a, gx, gy);
-  grad_locations[2 * idx] = static_cast<scalar_t>(gx);
-  grad_locations[2 * idx + 1] = static_cast<scalar_t>(gy);
+  grad_locations[2 * idx] = static_cast<param_t>(gx);
+  grad_locations[2 * idx + 1] = static_cast<param_t>(gy);
 }
 
 }  // namespace posetr

@@ -36,10 +36,10 @@ inline void prefetch_row(const T* row, int64_t D) {
 
 // Collects the in-map samples of row (n, q, m) = `row` into `out` (room for L * P)
 // and prefetches their corners in `value` and, when given, `grad_value`.
-// Returns their number.
-template <typename acc_t, typename scalar_t>
+// Returns their number. param_t (locations, weights) is scalar_t or float.
+template <typename acc_t, typename scalar_t, typename param_t>
 int64_t gather_samples(const scalar_t* value, const acc_t* grad_value, const int64_t* shapes, const int64_t* starts,
-                       const scalar_t* locations, int64_t row, const SamplingSizes& s, Sample<acc_t>* out) {
+                       const param_t* locations, int64_t row, const SamplingSizes& s, Sample<acc_t>* out) {
   const int64_t n = row / (s.Lq * s.M), m = row % s.M, stride = s.position_stride();
   int64_t count = 0;
   for (int64_t l = 0; l < s.L; ++l) {
@@ -65,14 +65,14 @@ int64_t gather_samples(const scalar_t* value, const acc_t* grad_value, const int
 
 // One row of the forward: output[row, :] = sum over its samples of weight * bilinear(value).
 // kD > 0 fixes the channel count at compile time.
-template <typename scalar_t, int kD = 0>
+template <typename scalar_t, typename param_t, int kD = 0>
 POSETR_ALWAYS_INLINE void sampling_forward_row(const scalar_t* value, const int64_t* shapes, const int64_t* starts,
-                                               const scalar_t* locations, const scalar_t* weights, scalar_t* output,
+                                               const param_t* locations, const param_t* weights, scalar_t* output,
                                                const SamplingSizes& s, int64_t row, Sample<acc_type<scalar_t>>* samples,
                                                acc_type<scalar_t>* acc) {
   using acc_t = acc_type<scalar_t>;
   const int64_t D = kD > 0 ? kD : s.D, stride = s.position_stride();
-  const int64_t count = gather_samples<acc_t, scalar_t>(value, nullptr, shapes, starts, locations, row, s, samples);
+  const int64_t count = gather_samples<acc_t>(value, nullptr, shapes, starts, locations, row, s, samples);
   std::fill_n(acc, D, acc_t(0));
   for (int64_t k = 0; k < count; ++k) {
     const Sample<acc_t>& sample = samples[k];
@@ -97,9 +97,9 @@ void sampling_forward_row_f32(const float* value, const int64_t* shapes, const i
                               const float* weights, float* output, const SamplingSizes& s, int64_t row,
                               Sample<float>* samples, float* acc) {
   if (s.D == 32) {
-    sampling_forward_row<float, 32>(value, shapes, starts, locations, weights, output, s, row, samples, acc);
+    sampling_forward_row<float, float, 32>(value, shapes, starts, locations, weights, output, s, row, samples, acc);
   } else {
-    sampling_forward_row<float>(value, shapes, starts, locations, weights, output, s, row, samples, acc);
+    sampling_forward_row<float, float>(value, shapes, starts, locations, weights, output, s, row, samples, acc);
   }
 }
 }  // namespace
@@ -140,9 +140,9 @@ struct EncoderQueryOrder {
 // The forward over every row: one task per block of queries, each row (query, head)
 // accumulated in acc_type and written once. An encoder's queries (Lq == S) are
 // visited in EncoderQueryOrder, any other queries in order.
-template <typename scalar_t>
+template <typename scalar_t, typename param_t>
 void sampling_forward_cpu(const scalar_t* value, const int64_t* shapes, const int64_t* starts,
-                          const scalar_t* locations, const scalar_t* weights, scalar_t* output,
+                          const param_t* locations, const param_t* weights, scalar_t* output,
                           const SamplingSizes& s) {
   using acc_t = acc_type<scalar_t>;
   const bool encoder = s.Lq == s.S && s.L > 0;
@@ -158,8 +158,8 @@ void sampling_forward_cpu(const scalar_t* value, const int64_t* shapes, const in
           sampling_forward_row_f32(value, shapes, starts, locations, weights, output, s, row, samples.data(),
                                    acc.data());
         } else {
-          sampling_forward_row<scalar_t>(value, shapes, starts, locations, weights, output, s, row, samples.data(),
-                                         acc.data());
+          sampling_forward_row<scalar_t, param_t>(value, shapes, starts, locations, weights, output, s, row,
+                                                  samples.data(), acc.data());
         }
       }
     }

@@ -5,7 +5,8 @@
 // are coalesced and the per-sample gradients with respect to the location and the
 // attention weight are warp-shuffle reductions over D (any D, not only powers of
 // two). grad_value is scattered with atomics (float32 for half/bfloat16 inputs),
-// the only place two rows may write the same address.
+// the only place two rows may write the same address. param_t, the dtype of the
+// locations, weights and their gradients, is scalar_t or float (common/dispatch.h).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -27,10 +28,10 @@ __device__ __forceinline__ int64_t sampling_warp_row(int64_t rows) {
   return row < rows ? row : -1;
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename param_t>
 __global__ void sampling_forward_kernel(const scalar_t* __restrict__ value, const int64_t* __restrict__ shapes,
-                                        const int64_t* __restrict__ starts, const scalar_t* __restrict__ locations,
-                                        const scalar_t* __restrict__ weights, scalar_t* __restrict__ output,
+                                        const int64_t* __restrict__ starts, const param_t* __restrict__ locations,
+                                        const param_t* __restrict__ weights, scalar_t* __restrict__ output,
                                         SamplingSizes s) {
   using acc_t = acc_type<scalar_t>;
   const int64_t row = sampling_warp_row(s.rows());
@@ -55,12 +56,12 @@ __global__ void sampling_forward_kernel(const scalar_t* __restrict__ value, cons
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename param_t>
 __global__ void sampling_backward_kernel(const scalar_t* __restrict__ value, const int64_t* __restrict__ shapes,
-                                         const int64_t* __restrict__ starts, const scalar_t* __restrict__ locations,
-                                         const scalar_t* __restrict__ weights, const scalar_t* __restrict__ grad_output,
+                                         const int64_t* __restrict__ starts, const param_t* __restrict__ locations,
+                                         const param_t* __restrict__ weights, const scalar_t* __restrict__ grad_output,
                                          acc_type<scalar_t>* __restrict__ grad_value,
-                                         scalar_t* __restrict__ grad_locations, scalar_t* __restrict__ grad_weights,
+                                         param_t* __restrict__ grad_locations, param_t* __restrict__ grad_weights,
                                          SamplingSizes s) {
   using acc_t = acc_type<scalar_t>;
   // Whole warps exit together, so every shuffle below sees 32 active lanes.
@@ -79,9 +80,9 @@ __global__ void sampling_backward_kernel(const scalar_t* __restrict__ value, con
       // samples get zero gradients (the gradient buffers may be uninitialised).
       if (!sample_corners<acc_t>(locations, idx, H, W, c)) {
         if (lane == 0) {
-          grad_weights[idx] = scalar_t(0);
-          grad_locations[2 * idx] = scalar_t(0);
-          grad_locations[2 * idx + 1] = scalar_t(0);
+          grad_weights[idx] = param_t(0);
+          grad_locations[2 * idx] = param_t(0);
+          grad_locations[2 * idx + 1] = param_t(0);
         }
         continue;
       }
@@ -106,31 +107,33 @@ inline unsigned int sampling_blocks(const SamplingSizes& s) {
   return static_cast<unsigned int>((s.rows() + kSamplingWarpsPerBlock - 1) / kSamplingWarpsPerBlock);
 }
 
-// Fills `output` (rows x D, contiguous) on the current stream.
+// Fills `output` (rows x D, contiguous) on the current stream. locations and
+// weights share one dtype (the param dtype of ms_deform_attn_checks.h).
 inline void launch_sampling_forward(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& starts,
                                     const at::Tensor& locations, const at::Tensor& weights, at::Tensor& output,
                                     const SamplingSizes& s) {
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  POSETR_DISPATCH_FLOATING_TYPES(value.scalar_type(), "sampling_forward_cuda", [&] {
-    sampling_forward_kernel<scalar_t><<<sampling_blocks(s), kSamplingWarpsPerBlock * kWarpSize, 0, stream>>>(
+  POSETR_DISPATCH_SAMPLING_TYPES(value.scalar_type(), locations.scalar_type(), "sampling_forward_cuda", [&] {
+    sampling_forward_kernel<scalar_t, param_t><<<sampling_blocks(s), kSamplingWarpsPerBlock * kWarpSize, 0, stream>>>(
         value.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(), starts.data_ptr<int64_t>(),
-        locations.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), s);
+        locations.data_ptr<param_t>(), weights.data_ptr<param_t>(), output.data_ptr<scalar_t>(), s);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
 
-// Adds into grad_value_acc (zeroed, acc_type) and writes every element of grad_locations / grad_weights.
+// Adds into grad_value_acc (zeroed, acc_type) and writes every element of grad_locations /
+// grad_weights (the dtype of locations and weights).
 inline void launch_sampling_backward(const at::Tensor& value, const at::Tensor& shapes, const at::Tensor& starts,
                                      const at::Tensor& locations, const at::Tensor& weights,
                                      const at::Tensor& grad_output, at::Tensor& grad_value_acc,
                                      at::Tensor& grad_locations, at::Tensor& grad_weights, const SamplingSizes& s) {
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  POSETR_DISPATCH_FLOATING_TYPES(value.scalar_type(), "sampling_backward_cuda", [&] {
-    sampling_backward_kernel<scalar_t><<<sampling_blocks(s), kSamplingWarpsPerBlock * kWarpSize, 0, stream>>>(
+  POSETR_DISPATCH_SAMPLING_TYPES(value.scalar_type(), locations.scalar_type(), "sampling_backward_cuda", [&] {
+    sampling_backward_kernel<scalar_t, param_t><<<sampling_blocks(s), kSamplingWarpsPerBlock * kWarpSize, 0, stream>>>(
         value.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(), starts.data_ptr<int64_t>(),
-        locations.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(), grad_output.data_ptr<scalar_t>(),
-        grad_value_acc.data_ptr<acc_type<scalar_t>>(), grad_locations.data_ptr<scalar_t>(),
-        grad_weights.data_ptr<scalar_t>(), s);
+        locations.data_ptr<param_t>(), weights.data_ptr<param_t>(), grad_output.data_ptr<scalar_t>(),
+        grad_value_acc.data_ptr<acc_type<scalar_t>>(), grad_locations.data_ptr<param_t>(),
+        grad_weights.data_ptr<param_t>(), s);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }

@@ -29,6 +29,17 @@ inline SamplingSizes check_emsda_sample(const at::Tensor& value, const at::Tenso
   return s;
 }
 
+// Checked, contiguous inputs of EMSDA's sampling op (kernel dtypes as for MSDA).
+inline SamplingInputs prepare_emsda_sample(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
+                                           const at::Tensor& value_level_start_index,
+                                           const at::Tensor& sampling_locations, const at::Tensor& attention_weights,
+                                           int64_t im2col_step) {
+  const SamplingSizes s = check_emsda_sample(value, value_spatial_shapes, value_level_start_index, sampling_locations,
+                                             attention_weights, im2col_step);
+  return contiguous_sampling_inputs(s, value, value_spatial_shapes, value_level_start_index, sampling_locations,
+                                    attention_weights);
+}
+
 // grad_output of the sampling op must be [N, Lq, M, C] on the device of value.
 inline void check_emsda_grad_output(const at::Tensor& grad_output, const SamplingSizes& s, const at::Tensor& value) {
   check_dim(grad_output, "grad_output", 4, "[N, Lq, M, C]");

@@ -29,9 +29,9 @@ int64_t channel_blocks(const SamplingSizes& s) {
   return std::clamp<int64_t>(wanted, 1, std::max<int64_t>(1, s.D / 16));
 }
 
-template <typename scalar_t>
-void scatter_blocks(const scalar_t* value, const int64_t* shapes, const int64_t* starts, const scalar_t* locations,
-                    const scalar_t* weights, const scalar_t* grad_output, acc_type<scalar_t>* grad_value,
+template <typename scalar_t, typename param_t>
+void scatter_blocks(const scalar_t* value, const int64_t* shapes, const int64_t* starts, const param_t* locations,
+                    const param_t* weights, const scalar_t* grad_output, acc_type<scalar_t>* grad_value,
                     acc_type<scalar_t>* partial_dots, int64_t blocks, const SamplingSizes& s) {
   using acc_t = acc_type<scalar_t>;
   const int64_t C = s.D;
@@ -82,10 +82,10 @@ void scatter_blocks(const scalar_t* value, const int64_t* shapes, const int64_t*
   });
 }
 
-template <typename scalar_t>
-void finish_samples(const int64_t* shapes, const scalar_t* locations, const scalar_t* weights,
-                    const acc_type<scalar_t>* partial_dots, int64_t blocks, scalar_t* grad_locations,
-                    scalar_t* grad_weights, const SamplingSizes& s) {
+template <typename scalar_t, typename param_t>
+void finish_samples(const int64_t* shapes, const param_t* locations, const param_t* weights,
+                    const acc_type<scalar_t>* partial_dots, int64_t blocks, param_t* grad_locations,
+                    param_t* grad_weights, const SamplingSizes& s) {
   using acc_t = acc_type<scalar_t>;
   const int64_t samples = s.N * s.Lq * s.M * s.L * s.P;
   at::parallel_for(0, samples, 2048, [&](int64_t begin, int64_t end) {
@@ -106,19 +106,16 @@ void finish_samples(const int64_t* shapes, const scalar_t* locations, const scal
 at::Tensor emsda_sample_cpu(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
                             const at::Tensor& value_level_start_index, const at::Tensor& sampling_locations,
                             const at::Tensor& attention_weights, int64_t im2col_step) {
-  const SamplingSizes s = check_emsda_sample(value, value_spatial_shapes, value_level_start_index, sampling_locations,
-                                          attention_weights, im2col_step);
-  const auto v = value.contiguous();
-  const auto shapes = value_spatial_shapes.contiguous();
-  const auto starts = value_level_start_index.contiguous();
-  const auto loc = sampling_locations.contiguous();
-  const auto attn = attention_weights.contiguous();
+  const SamplingInputs in = prepare_emsda_sample(value, value_spatial_shapes, value_level_start_index,
+                                                 sampling_locations, attention_weights, im2col_step);
+  const SamplingSizes& s = in.sizes;
   auto output = at::empty({s.N, s.Lq, s.M, s.D}, value.options());
   // With no value positions every sample reads zeros.
   if (output.numel() == 0 || s.S == 0) return output.zero_();
-  POSETR_DISPATCH_FLOATING_TYPES(value.scalar_type(), "emsda_sample_cpu", [&] {
-    sampling_forward_cpu<scalar_t>(v.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(), starts.data_ptr<int64_t>(),
-                                   loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), s);
+  POSETR_DISPATCH_SAMPLING_TYPES(value.scalar_type(), in.locations.scalar_type(), "emsda_sample_cpu", [&] {
+    sampling_forward_cpu<scalar_t, param_t>(in.value.data_ptr<scalar_t>(), in.shapes.data_ptr<int64_t>(),
+                                            in.starts.data_ptr<int64_t>(), in.locations.data_ptr<param_t>(),
+                                            in.weights.data_ptr<param_t>(), output.data_ptr<scalar_t>(), s);
   });
   return output;
 }
@@ -127,14 +124,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emsda_sample_backward_cpu(
     const at::Tensor& value, const at::Tensor& value_spatial_shapes, const at::Tensor& value_level_start_index,
     const at::Tensor& sampling_locations, const at::Tensor& attention_weights, const at::Tensor& grad_output,
     int64_t im2col_step) {
-  const SamplingSizes s = check_emsda_sample(value, value_spatial_shapes, value_level_start_index, sampling_locations,
-                                          attention_weights, im2col_step);
+  const SamplingInputs in = prepare_emsda_sample(value, value_spatial_shapes, value_level_start_index,
+                                                 sampling_locations, attention_weights, im2col_step);
+  const SamplingSizes& s = in.sizes;
   check_emsda_grad_output(grad_output, s, value);
-  const auto v = value.contiguous();
-  const auto shapes = value_spatial_shapes.contiguous();
-  const auto starts = value_level_start_index.contiguous();
-  const auto loc = sampling_locations.contiguous();
-  const auto attn = attention_weights.contiguous();
   const auto go = grad_output.to(value.scalar_type()).contiguous();
   // grad_value and the partial dots are accumulated in float32 for half and bfloat16.
   const auto acc_options = value.options().dtype(value.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
@@ -142,22 +135,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emsda_sample_backward_cpu(
   // scatter_blocks fills grad_value and the partial dots in full, zeroing each task's
   // grad_value slice itself: one pass over the memory instead of a fill, then the scatter.
   auto grad_value = work ? at::empty(value.sizes(), acc_options) : at::zeros(value.sizes(), acc_options);
-  auto grad_locations = at::zeros(sampling_locations.sizes(), sampling_locations.options());
-  auto grad_weights = at::zeros(attention_weights.sizes(), attention_weights.options());
+  auto grad_locations = at::zeros_like(in.locations);
+  auto grad_weights = at::zeros_like(in.weights);
   if (work) {
     const int64_t blocks = channel_blocks(s);
     auto partial_dots = at::empty({blocks, s.N * s.Lq * s.M * s.L * s.P, 4}, acc_options);
-    POSETR_DISPATCH_FLOATING_TYPES(value.scalar_type(), "emsda_sample_backward_cpu", [&] {
+    POSETR_DISPATCH_SAMPLING_TYPES(value.scalar_type(), in.locations.scalar_type(), "emsda_sample_backward_cpu", [&] {
       using acc_t = acc_type<scalar_t>;
-      scatter_blocks<scalar_t>(v.data_ptr<scalar_t>(), shapes.data_ptr<int64_t>(), starts.data_ptr<int64_t>(),
-                               loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(), go.data_ptr<scalar_t>(),
-                               grad_value.data_ptr<acc_t>(), partial_dots.data_ptr<acc_t>(), blocks, s);
-      finish_samples<scalar_t>(shapes.data_ptr<int64_t>(), loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(),
-                               partial_dots.data_ptr<acc_t>(), blocks, grad_locations.data_ptr<scalar_t>(),
-                               grad_weights.data_ptr<scalar_t>(), s);
+      const int64_t* shapes = in.shapes.data_ptr<int64_t>();
+      const param_t* loc = in.locations.data_ptr<param_t>();
+      const param_t* attn = in.weights.data_ptr<param_t>();
+      scatter_blocks<scalar_t, param_t>(in.value.data_ptr<scalar_t>(), shapes, in.starts.data_ptr<int64_t>(), loc,
+                                        attn, go.data_ptr<scalar_t>(), grad_value.data_ptr<acc_t>(),
+                                        partial_dots.data_ptr<acc_t>(), blocks, s);
+      finish_samples<scalar_t, param_t>(shapes, loc, attn, partial_dots.data_ptr<acc_t>(), blocks,
+                                        grad_locations.data_ptr<param_t>(), grad_weights.data_ptr<param_t>(), s);
     });
   }
-  return {grad_value.to(value.scalar_type()), grad_locations, grad_weights};
+  return sampling_grads_like_inputs(grad_value, grad_locations, grad_weights, value, sampling_locations,
+                                    attention_weights);
 }
 
 }  // namespace

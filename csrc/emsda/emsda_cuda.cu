@@ -15,14 +15,14 @@ namespace {
 at::Tensor emsda_sample_cuda(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
                              const at::Tensor& value_level_start_index, const at::Tensor& sampling_locations,
                              const at::Tensor& attention_weights, int64_t im2col_step) {
-  const SamplingSizes s = check_emsda_sample(value, value_spatial_shapes, value_level_start_index,
-                                             sampling_locations, attention_weights, im2col_step);
+  const SamplingInputs in = prepare_emsda_sample(value, value_spatial_shapes, value_level_start_index,
+                                                 sampling_locations, attention_weights, im2col_step);
+  const SamplingSizes& s = in.sizes;
   const c10::cuda::CUDAGuard guard(value.device());
   auto output = at::empty({s.N, s.Lq, s.M, s.D}, value.options());
   // With no value positions every sample reads zeros.
   if (output.numel() == 0 || s.S == 0) return output.zero_();
-  launch_sampling_forward(value.contiguous(), value_spatial_shapes.contiguous(), value_level_start_index.contiguous(),
-                          sampling_locations.contiguous(), attention_weights.contiguous(), output, s);
+  launch_sampling_forward(in.value, in.shapes, in.starts, in.locations, in.weights, output, s);
   return output;
 }
 
@@ -30,21 +30,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> emsda_sample_backward_cuda(
     const at::Tensor& value, const at::Tensor& value_spatial_shapes, const at::Tensor& value_level_start_index,
     const at::Tensor& sampling_locations, const at::Tensor& attention_weights, const at::Tensor& grad_output,
     int64_t im2col_step) {
-  const SamplingSizes s = check_emsda_sample(value, value_spatial_shapes, value_level_start_index,
-                                             sampling_locations, attention_weights, im2col_step);
+  const SamplingInputs in = prepare_emsda_sample(value, value_spatial_shapes, value_level_start_index,
+                                                 sampling_locations, attention_weights, im2col_step);
+  const SamplingSizes& s = in.sizes;
   check_emsda_grad_output(grad_output, s, value);
   const c10::cuda::CUDAGuard guard(value.device());
   const auto acc_dtype = value.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   auto grad_value = at::zeros(value.sizes(), value.options().dtype(acc_dtype));
-  auto grad_locations = at::zeros(sampling_locations.sizes(), sampling_locations.options());
-  auto grad_weights = at::zeros(attention_weights.sizes(), attention_weights.options());
+  auto grad_locations = at::zeros_like(in.locations);
+  auto grad_weights = at::zeros_like(in.weights);
   if (grad_output.numel() > 0 && value.numel() > 0) {
-    launch_sampling_backward(value.contiguous(), value_spatial_shapes.contiguous(),
-                             value_level_start_index.contiguous(), sampling_locations.contiguous(),
-                             attention_weights.contiguous(), grad_output.to(value.scalar_type()).contiguous(),
-                             grad_value, grad_locations, grad_weights, s);
+    launch_sampling_backward(in.value, in.shapes, in.starts, in.locations, in.weights,
+                             grad_output.to(value.scalar_type()).contiguous(), grad_value, grad_locations,
+                             grad_weights, s);
   }
-  return {grad_value.to(value.scalar_type()), grad_locations, grad_weights};
+  return sampling_grads_like_inputs(grad_value, grad_locations, grad_weights, value, sampling_locations,
+                                    attention_weights);
 }
 
 }  // namespace

@@ -4,10 +4,15 @@
 
 #include <ATen/ATen.h>
 
+#include <tuple>
+
 #include "common/checks.h"
 #include "common/sampling.h"
 
 namespace posetr {
+
+// The largest H or W of a level: 2^31 - 1.
+constexpr int64_t kMaxLevelSide = 2147483647;
 
 // Checks value_spatial_shapes [L, 2] (int64 rows H, W) and value_level_start_index [L]
 // against a value map with S spatial positions on `device`.
@@ -29,18 +34,47 @@ inline void check_levels(const at::Tensor& value_spatial_shapes, const at::Tenso
   const int64_t* st = starts.data_ptr<int64_t>();
   int64_t total = 0;
   for (int64_t l = 0; l < L; ++l) {
-    TORCH_CHECK_VALUE(hw[2 * l] >= 0 && hw[2 * l + 1] >= 0, "value_spatial_shapes[", l,
-                      "] must be non-negative (H, W), got (", hw[2 * l], ", ", hw[2 * l + 1], ")");
+    const int64_t H = hw[2 * l], W = hw[2 * l + 1];
+    TORCH_CHECK_VALUE(H >= 0 && W >= 0, "value_spatial_shapes[", l, "] must be non-negative (H, W), got (", H, ", ",
+                      W, ")");
     TORCH_CHECK_VALUE(st[l] == total, "value_level_start_index[", l, "] must be ", total,
                       " (the sum of H * W over the levels before it), got ", st[l]);
-    total += hw[2 * l] * hw[2 * l + 1];
+    // Bounded before multiplying: a wrapped H * W (or sum) that matched S would send
+    // the kernels far outside value. Below 2^31 each, H * W and the kernels' index
+    // arithmetic fit in int64 (an empty level may be wider than S); 0 <= total <= S.
+    TORCH_CHECK_VALUE(H <= kMaxLevelSide && W <= kMaxLevelSide, "value_spatial_shapes[", l, "] = (", H, ", ", W,
+                      "): H and W must each be at most ", kMaxLevelSide);
+    TORCH_CHECK_VALUE(H * W <= S - total, value_name, ".size(1) must equal sum(H * W) over value_spatial_shapes, got ",
+                      S, ", but value_spatial_shapes[", l, "] = (", H, ", ", W, ") needs more than the ", S - total,
+                      " positions the levels before it leave");
+    total += H * W;
   }
   TORCH_CHECK_VALUE(total == S, value_name, ".size(1) must equal sum(H * W) over value_spatial_shapes = ", total,
                     ", got ", S);
 }
 
+// The dtypes sampling_locations and attention_weights may have: value's, or float32
+// when value is float16 or bfloat16 (autocast's mixed precision; the kernels then
+// keep the locations in float32, see kernel_param_dtype).
+inline void check_param_dtype(const at::Tensor& t, const char* name, const at::Tensor& value, const char* value_name) {
+  const auto v = value.scalar_type(), p = t.scalar_type();
+  const bool reduced = v == at::kHalf || v == at::kBFloat16;
+  TORCH_CHECK_VALUE(p == v || (reduced && p == at::kFloat), name, " must have the dtype of ", value_name, " (", v, ")",
+                    reduced ? " or be float32" : "", ", got ", p);
+}
+
+// The one dtype in which the kernels read sampling_locations and attention_weights
+// and write their gradients: float32 if either is float32 (a float16/bfloat16 value),
+// else value's dtype.
+inline at::ScalarType kernel_param_dtype(const at::Tensor& value, const at::Tensor& sampling_locations,
+                                         const at::Tensor& attention_weights) {
+  const bool mixed = sampling_locations.scalar_type() != value.scalar_type() ||
+                     attention_weights.scalar_type() != value.scalar_type();
+  return mixed ? at::kFloat : value.scalar_type();
+}
+
 // Checks sampling_locations [N, Lq, M, L, P, 2] and attention_weights [N, Lq, M, L, P]
-// against a value with batch N, M heads and L levels; both must share the value's dtype and device.
+// against a value with batch N, M heads and L levels: dtypes as check_param_dtype, value's device.
 inline void check_sampling(const at::Tensor& sampling_locations, const at::Tensor& attention_weights, int64_t N,
                            int64_t M, int64_t L, const at::Tensor& value, const char* value_name) {
   check_dim(sampling_locations, "sampling_locations", 6, "[N, Lq, M, L, P, 2]");
@@ -52,10 +86,8 @@ inline void check_sampling(const at::Tensor& sampling_locations, const at::Tenso
   TORCH_CHECK_VALUE(attention_weights.sizes() == sampling_locations.sizes().slice(0, 5),
                     "attention_weights must have shape [N, Lq, M, L, P] = ", sampling_locations.sizes().slice(0, 5),
                     " to match sampling_locations, got ", attention_weights.sizes());
-  TORCH_CHECK_VALUE(sampling_locations.scalar_type() == value.scalar_type(), "sampling_locations must have the dtype of ",
-                    value_name, " (", value.scalar_type(), "), got ", sampling_locations.scalar_type());
-  TORCH_CHECK_VALUE(attention_weights.scalar_type() == value.scalar_type(), "attention_weights must have the dtype of ",
-                    value_name, " (", value.scalar_type(), "), got ", attention_weights.scalar_type());
+  check_param_dtype(sampling_locations, "sampling_locations", value, value_name);
+  check_param_dtype(attention_weights, "attention_weights", value, value_name);
   check_same_device(sampling_locations, "sampling_locations", value, value_name);
   check_same_device(attention_weights, "attention_weights", value, value_name);
 }
@@ -76,32 +108,57 @@ inline SamplingSizes check_ms_deform_attn(const at::Tensor& value, const at::Ten
   return s;
 }
 
-// Checked, contiguous inputs of ms_deform_attn, as both backends consume them.
-struct MsdaInputs {
+// Checked, contiguous inputs of a sampling op (MSDA or EMSDA) as both backends consume
+// them: locations and weights in the one dtype of kernel_param_dtype.
+struct SamplingInputs {
   at::Tensor value, shapes, starts, locations, weights;
   SamplingSizes sizes;
 };
 
-inline MsdaInputs prepare_ms_deform_attn(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
-                                         const at::Tensor& value_level_start_index,
-                                         const at::Tensor& sampling_locations, const at::Tensor& attention_weights,
-                                         int64_t im2col_step) {
+inline SamplingInputs contiguous_sampling_inputs(const SamplingSizes& s, const at::Tensor& value,
+                                                 const at::Tensor& value_spatial_shapes,
+                                                 const at::Tensor& value_level_start_index,
+                                                 const at::Tensor& sampling_locations,
+                                                 const at::Tensor& attention_weights) {
+  const auto param = kernel_param_dtype(value, sampling_locations, attention_weights);
+  return {value.contiguous(),
+          value_spatial_shapes.contiguous(),
+          value_level_start_index.contiguous(),
+          sampling_locations.to(param).contiguous(),
+          attention_weights.to(param).contiguous(),
+          s};
+}
+
+// A sampling op's gradients in the dtypes of its inputs: grad_value from its
+// accumulator, the location and weight gradients from the kernel's param dtype.
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling_grads_like_inputs(
+    const at::Tensor& grad_value_acc, const at::Tensor& grad_locations, const at::Tensor& grad_weights,
+    const at::Tensor& value, const at::Tensor& sampling_locations, const at::Tensor& attention_weights) {
+  return {grad_value_acc.to(value.scalar_type()), grad_locations.to(sampling_locations.scalar_type()),
+          grad_weights.to(attention_weights.scalar_type())};
+}
+
+inline SamplingInputs prepare_ms_deform_attn(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
+                                             const at::Tensor& value_level_start_index,
+                                             const at::Tensor& sampling_locations,
+                                             const at::Tensor& attention_weights, int64_t im2col_step) {
   const SamplingSizes s = check_ms_deform_attn(value, value_spatial_shapes, value_level_start_index, sampling_locations,
-                                           attention_weights, im2col_step);
-  return {value.contiguous(),         value_spatial_shapes.contiguous(), value_level_start_index.contiguous(),
-          sampling_locations.contiguous(), attention_weights.contiguous(), s};
+                                               attention_weights, im2col_step);
+  return contiguous_sampling_inputs(s, value, value_spatial_shapes, value_level_start_index, sampling_locations,
+                                    attention_weights);
 }
 
 // The gradients ms_deform_attn's backward fills. grad_value is accumulated in
 // float32 for half and bfloat16 (float64 for float64) and cast back at the end.
 // When there is work, the kernels write every element of grad_locations and
-// grad_weights (zeros for out-of-map samples), so those are left uninitialised.
+// grad_weights (zeros for out-of-map samples), so those are left uninitialised; they
+// have the kernel's param dtype (sampling_grads_like_inputs casts them back).
 struct MsdaGrads {
   at::Tensor grad_output, grad_value_acc, grad_locations, grad_weights;
   bool work;  // false: nothing to sample (empty grad_output or value); all gradients are zero
 };
 
-inline MsdaGrads prepare_ms_deform_attn_grads(const MsdaInputs& in, const at::Tensor& grad_output) {
+inline MsdaGrads prepare_ms_deform_attn_grads(const SamplingInputs& in, const at::Tensor& grad_output) {
   const SamplingSizes& s = in.sizes;
   check_dim(grad_output, "grad_output", 3, "[N, Lq, M * D]");
   TORCH_CHECK_VALUE(grad_output.sizes() == at::IntArrayRef({s.N, s.Lq, s.M * s.D}),

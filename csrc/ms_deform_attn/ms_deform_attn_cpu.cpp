@@ -22,19 +22,20 @@ namespace {
 // One (n, q, m) row of the backward: scatters into grad_value and writes the
 // gradients of the row's sampling locations and attention weights. `go` holds
 // grad_output[row] in acc_type. kD > 0 fixes the channel count at compile time.
-template <typename scalar_t, int kD = 0>
+// param_t (locations, weights and their gradients) is scalar_t or float.
+template <typename scalar_t, typename param_t, int kD = 0>
 POSETR_ALWAYS_INLINE void backward_row(const scalar_t* value, const int64_t* shapes, const int64_t* starts,
-                                       const scalar_t* locations, const scalar_t* weights,
+                                       const param_t* locations, const param_t* weights,
                                        const acc_type<scalar_t>* go, acc_type<scalar_t>* grad_value,
-                                       scalar_t* grad_locations, scalar_t* grad_weights, const SamplingSizes& s,
+                                       param_t* grad_locations, param_t* grad_weights, const SamplingSizes& s,
                                        int64_t row, Sample<acc_type<scalar_t>>* samples) {
   using acc_t = acc_type<scalar_t>;
   const int64_t D = kD > 0 ? kD : s.D, stride = s.position_stride();
-  const int64_t count = gather_samples<acc_t, scalar_t>(value, grad_value, shapes, starts, locations, row, s, samples);
+  const int64_t count = gather_samples<acc_t>(value, grad_value, shapes, starts, locations, row, s, samples);
   // The row's samples are contiguous; out-of-map ones keep these zeros.
   const int64_t first = s.sample_index(row, 0, 0), per_row = s.L * s.P;
-  std::fill_n(grad_weights + first, per_row, scalar_t(0));
-  std::fill_n(grad_locations + 2 * first, 2 * per_row, scalar_t(0));
+  std::fill_n(grad_weights + first, per_row, param_t(0));
+  std::fill_n(grad_locations + 2 * first, 2 * per_row, param_t(0));
   for (int64_t k = 0; k < count; ++k) {
     const Sample<acc_t>& sample = samples[k];
     const acc_t a = weights[sample.idx];
@@ -64,11 +65,11 @@ void backward_row_f32(const float* value, const int64_t* shapes, const int64_t* 
                       const float* weights, const float* go, float* grad_value, float* grad_locations,
                       float* grad_weights, const SamplingSizes& s, int64_t row, Sample<float>* samples) {
   if (s.D == 32) {
-    backward_row<float, 32>(value, shapes, starts, locations, weights, go, grad_value, grad_locations, grad_weights, s,
-                            row, samples);
+    backward_row<float, float, 32>(value, shapes, starts, locations, weights, go, grad_value, grad_locations,
+                                   grad_weights, s, row, samples);
   } else {
-    backward_row<float>(value, shapes, starts, locations, weights, go, grad_value, grad_locations, grad_weights, s,
-                        row, samples);
+    backward_row<float, float>(value, shapes, starts, locations, weights, go, grad_value, grad_locations, grad_weights,
+                               s, row, samples);
   }
 }
 
@@ -76,10 +77,10 @@ void backward_row_f32(const float* value, const int64_t* shapes, const int64_t* 
 // (2 and 4 measured alike on the PETR encoder backward, 8 slower).
 constexpr int64_t kRowsAhead = 4;
 
-template <typename scalar_t>
-void backward_heads(const scalar_t* value, const int64_t* shapes, const int64_t* starts, const scalar_t* locations,
-                    const scalar_t* weights, const scalar_t* grad_output, acc_type<scalar_t>* grad_value,
-                    scalar_t* grad_locations, scalar_t* grad_weights, const SamplingSizes& s) {
+template <typename scalar_t, typename param_t>
+void backward_heads(const scalar_t* value, const int64_t* shapes, const int64_t* starts, const param_t* locations,
+                    const param_t* weights, const scalar_t* grad_output, acc_type<scalar_t>* grad_value,
+                    param_t* grad_locations, param_t* grad_weights, const SamplingSizes& s) {
   using acc_t = acc_type<scalar_t>;
   at::parallel_for(0, s.N * s.M, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> go(s.D);
@@ -104,8 +105,8 @@ void backward_heads(const scalar_t* value, const int64_t* shapes, const int64_t*
           backward_row_f32(value, shapes, starts, locations, weights, go.data(), grad_value, grad_locations,
                            grad_weights, s, row, samples.data());
         } else {
-          backward_row<scalar_t>(value, shapes, starts, locations, weights, go.data(), grad_value, grad_locations,
-                                 grad_weights, s, row, samples.data());
+          backward_row<scalar_t, param_t>(value, shapes, starts, locations, weights, go.data(), grad_value,
+                                          grad_locations, grad_weights, s, row, samples.data());
         }
       }
     }
@@ -115,15 +116,15 @@ void backward_heads(const scalar_t* value, const int64_t* shapes, const int64_t*
 at::Tensor ms_deform_attn_cpu(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
                               const at::Tensor& value_level_start_index, const at::Tensor& sampling_locations,
                               const at::Tensor& attention_weights, int64_t im2col_step) {
-  const MsdaInputs in = prepare_ms_deform_attn(value, value_spatial_shapes, value_level_start_index,
-                                               sampling_locations, attention_weights, im2col_step);
+  const SamplingInputs in = prepare_ms_deform_attn(value, value_spatial_shapes, value_level_start_index,
+                                                   sampling_locations, attention_weights, im2col_step);
   const SamplingSizes& s = in.sizes;
   auto output = at::empty({s.N, s.Lq, s.M * s.D}, value.options());
   if (output.numel() == 0) return output;
-  POSETR_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_cpu", [&] {
-    sampling_forward_cpu<scalar_t>(in.value.data_ptr<scalar_t>(), in.shapes.data_ptr<int64_t>(),
-                           in.starts.data_ptr<int64_t>(), in.locations.data_ptr<scalar_t>(),
-                           in.weights.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), s);
+  POSETR_DISPATCH_SAMPLING_TYPES(value.scalar_type(), in.locations.scalar_type(), "ms_deform_attn_cpu", [&] {
+    sampling_forward_cpu<scalar_t, param_t>(in.value.data_ptr<scalar_t>(), in.shapes.data_ptr<int64_t>(),
+                                            in.starts.data_ptr<int64_t>(), in.locations.data_ptr<param_t>(),
+                                            in.weights.data_ptr<param_t>(), output.data_ptr<scalar_t>(), s);
   });
   return output;
 }
@@ -132,19 +133,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
     const at::Tensor& value, const at::Tensor& value_spatial_shapes, const at::Tensor& value_level_start_index,
     const at::Tensor& sampling_locations, const at::Tensor& attention_weights, const at::Tensor& grad_output,
     int64_t im2col_step) {
-  const MsdaInputs in = prepare_ms_deform_attn(value, value_spatial_shapes, value_level_start_index,
-                                               sampling_locations, attention_weights, im2col_step);
+  const SamplingInputs in = prepare_ms_deform_attn(value, value_spatial_shapes, value_level_start_index,
+                                                   sampling_locations, attention_weights, im2col_step);
   MsdaGrads g = prepare_ms_deform_attn_grads(in, grad_output);
   if (g.work) {
-    POSETR_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
-      backward_heads<scalar_t>(in.value.data_ptr<scalar_t>(), in.shapes.data_ptr<int64_t>(),
-                               in.starts.data_ptr<int64_t>(), in.locations.data_ptr<scalar_t>(),
-                               in.weights.data_ptr<scalar_t>(), g.grad_output.data_ptr<scalar_t>(),
-                               g.grad_value_acc.data_ptr<acc_type<scalar_t>>(), g.grad_locations.data_ptr<scalar_t>(),
-                               g.grad_weights.data_ptr<scalar_t>(), in.sizes);
+    POSETR_DISPATCH_SAMPLING_TYPES(value.scalar_type(), in.locations.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
+      backward_heads<scalar_t, param_t>(in.value.data_ptr<scalar_t>(), in.shapes.data_ptr<int64_t>(),
+                                        in.starts.data_ptr<int64_t>(), in.locations.data_ptr<param_t>(),
+                                        in.weights.data_ptr<param_t>(), g.grad_output.data_ptr<scalar_t>(),
+                                        g.grad_value_acc.data_ptr<acc_type<scalar_t>>(),
+                                        g.grad_locations.data_ptr<param_t>(), g.grad_weights.data_ptr<param_t>(),
+                                        in.sizes);
     });
   }
-  return {g.grad_value_acc.to(value.scalar_type()), g.grad_locations, g.grad_weights};
+  return sampling_grads_like_inputs(g.grad_value_acc, g.grad_locations, g.grad_weights, value, sampling_locations,
+                                    attention_weights);
 }
 
 }  // namespace

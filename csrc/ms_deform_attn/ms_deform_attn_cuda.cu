@@ -14,8 +14,8 @@ namespace {
 at::Tensor ms_deform_attn_cuda(const at::Tensor& value, const at::Tensor& value_spatial_shapes,
                                const at::Tensor& value_level_start_index, const at::Tensor& sampling_locations,
                                const at::Tensor& attention_weights, int64_t im2col_step) {
-  const MsdaInputs in = prepare_ms_deform_attn(value, value_spatial_shapes, value_level_start_index,
-                                               sampling_locations, attention_weights, im2col_step);
+  const SamplingInputs in = prepare_ms_deform_attn(value, value_spatial_shapes, value_level_start_index,
+                                                   sampling_locations, attention_weights, im2col_step);
   const SamplingSizes& s = in.sizes;
   const c10::cuda::CUDAGuard guard(value.device());
   auto output = at::empty({s.N, s.Lq, s.M * s.D}, value.options());
@@ -28,15 +28,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cuda(
     const at::Tensor& value, const at::Tensor& value_spatial_shapes, const at::Tensor& value_level_start_index,
     const at::Tensor& sampling_locations, const at::Tensor& attention_weights, const at::Tensor& grad_output,
     int64_t im2col_step) {
-  const MsdaInputs in = prepare_ms_deform_attn(value, value_spatial_shapes, value_level_start_index,
-                                               sampling_locations, attention_weights, im2col_step);
+  const SamplingInputs in = prepare_ms_deform_attn(value, value_spatial_shapes, value_level_start_index,
+                                                   sampling_locations, attention_weights, im2col_step);
   const c10::cuda::CUDAGuard guard(value.device());
   MsdaGrads g = prepare_ms_deform_attn_grads(in, grad_output);
   if (g.work) {
     launch_sampling_backward(in.value, in.shapes, in.starts, in.locations, in.weights, g.grad_output,
                              g.grad_value_acc, g.grad_locations, g.grad_weights, in.sizes);
   }
-  return {g.grad_value_acc.to(value.scalar_type()), g.grad_locations, g.grad_weights};
+  return sampling_grads_like_inputs(g.grad_value_acc, g.grad_locations, g.grad_weights, value, sampling_locations,
+                                    attention_weights);
 }
 
 }  // namespace

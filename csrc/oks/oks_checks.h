@@ -117,11 +117,14 @@ inline void check_oks_grad(const at::Tensor& grad, const at::Tensor& pred, int64
   check_same_device(grad, "grad", pred, "pred");
 }
 
-// The per-pair transform of the fused `oks` op: "identity" (OKS), "log" (-log(max(OKS, eps)))
-// or "linear" (1 - OKS). For "log", eps must be positive.
+// The per-pair transform of the fused `oks` op: "identity" (OKS), "log" (-log(clamp(OKS, eps)),
+// eps positive) or "linear" (1 - clamp(OKS, eps), eps non-negative; 0 leaves OKS unclamped).
 inline OksTransform parse_oks_transform(std::string_view transform, double eps) {
   if (transform == "identity") return OksTransform::kIdentity;
-  if (transform == "linear") return OksTransform::kOneMinus;
+  if (transform == "linear") {
+    TORCH_CHECK_VALUE(eps >= 0, "eps must be non-negative for the linear transform, got ", eps);
+    return OksTransform::kOneMinus;
+  }
   TORCH_CHECK_VALUE(transform == "log", "transform must be \"identity\", \"log\" or \"linear\", got \"", transform,
                     "\"");
   TORCH_CHECK_VALUE(eps > 0, "eps must be positive for the log transform, got ", eps);

@@ -90,9 +90,9 @@ POSETR_OKS_INLINE void matched_pairs(const scalar_t* pred, const scalar_t* gt, c
 #pragma omp simd
     for (int64_t k = 0; k < K; ++k) t[k] *= inv_var[k] * inv_area;
   }
-  // Each term times its label weight.
+  // Unlabelled keypoints' terms are 0, whatever their coordinates (NaN included).
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) terms[j] = static_cast<acc_t>(v[j]) * oks_exp_neg(terms[j]);
+  for (int64_t j = 0; j < n; ++j) terms[j] = v[j] ? oks_exp_neg(terms[j]) : acc_t(0);
   for (int64_t i = 0; i < count_pairs; ++i) {
     const acc_t* t = terms + i * K;
     acc_t sum = 0;
@@ -106,19 +106,20 @@ POSETR_OKS_INLINE void matched_pairs(const scalar_t* pred, const scalar_t* gt, c
       out[begin + i] = static_cast<scalar_t>(oks_transform(oks, transform, eps));
       continue;
     }
-    // d out_i / d term_k = transform'(OKS) * weight_k / count (the weight is inside t[k]).
+    // d out_i / d term_k = transform'(OKS) / count for a labelled keypoint k, else 0.
     const acc_t d_term = count > 0 ? static_cast<acc_t>(grad_out[begin + i]) * oks_transform_grad(oks, transform, eps) /
                                          static_cast<acc_t>(count)
                                    : acc_t(0);
     const acc_t inv_area = oks_inv_area(area[begin + i]);
     const scalar_t* pi = p + i * K * 2;
     const scalar_t* gi = g + i * K * 2;
+    const uint8_t* vi = v + i * K;
     scalar_t* row = grad_pred + (begin + i) * K * 2;
 #pragma omp simd
     for (int64_t k = 0; k < K; ++k) {
       acc_t gx, gy;
-      oks_term_grad<acc_t>(pi[2 * k], pi[2 * k + 1], gi[2 * k], gi[2 * k + 1], inv_var[k] * inv_area, t[k], d_term,
-                           gx, gy);
+      oks_term_grad<acc_t>(vi[k], pi[2 * k], pi[2 * k + 1], gi[2 * k], gi[2 * k + 1], inv_var[k] * inv_area, t[k],
+                           d_term, gx, gy);
       row[2 * k] = static_cast<scalar_t>(gx);
       row[2 * k + 1] = static_cast<scalar_t>(gy);
     }

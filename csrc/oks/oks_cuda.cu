@@ -94,7 +94,7 @@ __global__ void matched_kernel(const scalar_t* __restrict__ pred, const scalar_t
     const acc_t px = p[2 * k], py = p[2 * k + 1], gx = g[2 * k], gy = g[2 * k + 1];
     const acc_t scale = inv_var[k] * inv_area;
     acc_t grad_x, grad_y;
-    oks_term_grad(px, py, gx, gy, scale, oks_term(px, py, gx, gy, scale), v[k] ? d_term : acc_t(0), grad_x, grad_y);
+    oks_term_grad(v[k], px, py, gx, gy, scale, oks_term(px, py, gx, gy, scale), d_term, grad_x, grad_y);
     row[2 * k] = static_cast<scalar_t>(grad_x);
     row[2 * k + 1] = static_cast<scalar_t>(grad_y);
   }

@@ -94,30 +94,38 @@ POSETR_HD acc_t oks_mean(acc_t term_sum, int count) {
   return count > 0 ? term_sum / static_cast<acc_t>(count) : acc_t(0);
 }
 
-// Per-pair transforms of the OKS computed by the fused `oks` op: the OKS itself,
-// PETR's loss -log(max(OKS, eps)) and ED-Pose's loss 1 - OKS.
+// Per-pair transforms of the OKS computed by the fused `oks` op: the OKS itself and the
+// losses of PETR (opera) and ED-Pose, which clamp the OKS first: -log(clamp(OKS, eps))
+// and 1 - clamp(OKS, eps) (eps = 0: the unclamped 1 - OKS).
 enum class OksTransform : int { kIdentity = 0, kNegLog = 1, kOneMinus = 2 };
+
+// torch.clamp(oks, min=eps): NaN stays NaN.
+template <typename acc_t>
+POSETR_HD acc_t oks_clamp_min(acc_t oks, acc_t eps) {
+  return oks < eps ? eps : oks;
+}
 
 template <typename acc_t>
 POSETR_HD acc_t oks_transform(acc_t oks, OksTransform transform, acc_t eps) {
   switch (transform) {
     case OksTransform::kNegLog:
-      return -std::log(oks > eps ? oks : eps);
+      return -std::log(oks_clamp_min(oks, eps));
     case OksTransform::kOneMinus:
-      return acc_t(1) - oks;
+      return acc_t(1) - oks_clamp_min(oks, eps);
     default:
       return oks;
   }
 }
 
-// d transform / d OKS. The clamp passes the gradient where OKS >= eps, as torch.clamp does.
+// d transform / d OKS. The clamp passes the gradient where OKS >= eps, as torch.clamp
+// does (not for NaN: the chain rule then gives NaN, as autograd does through the clamp).
 template <typename acc_t>
 POSETR_HD acc_t oks_transform_grad(acc_t oks, OksTransform transform, acc_t eps) {
   switch (transform) {
     case OksTransform::kNegLog:
       return oks >= eps ? -acc_t(1) / oks : acc_t(0);
     case OksTransform::kOneMinus:
-      return acc_t(-1);
+      return oks >= eps ? acc_t(-1) : acc_t(0);
     default:
       return acc_t(1);
   }
@@ -125,13 +133,14 @@ POSETR_HD acc_t oks_transform_grad(acc_t oks, OksTransform transform, acc_t eps)
 
 // Gradient of one keypoint's term with respect to the prediction, from the term
 // t = exp(-c d^2) already computed: d t / d px = -2 c (px - gx) t (and likewise y),
-// times `weight`.
+// times `weight`. An unlabelled keypoint takes no part in OKS (pycocotools' e[vg > 0]):
+// its gradient is 0 whatever its coordinates, NaN included.
 template <typename acc_t>
-POSETR_HD void oks_term_grad(acc_t px, acc_t py, acc_t gx, acc_t gy, acc_t scale, acc_t term, acc_t weight,
-                             acc_t& grad_x, acc_t& grad_y) {
+POSETR_HD void oks_term_grad(bool labelled, acc_t px, acc_t py, acc_t gx, acc_t gy, acc_t scale, acc_t term,
+                             acc_t weight, acc_t& grad_x, acc_t& grad_y) {
   const acc_t g = acc_t(-2) * scale * term * weight;
-  grad_x = g * (px - gx);
-  grad_y = g * (py - gy);
+  grad_x = labelled ? g * (px - gx) : acc_t(0);
+  grad_y = labelled ? g * (py - gy) : acc_t(0);
 }
 
 }  // namespace posetr

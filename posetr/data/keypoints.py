@@ -6,6 +6,8 @@ list in the annotation file's ``categories``).
 - ``*_SIGMAS``: per-keypoint OKS falloff constants, as in pycocotools ``COCOeval`` (COCO) and the
   CrowdPose evaluation toolkit (CrowdPose).
 - ``*_FLIP_PAIRS``: (left, right) index pairs swapped by a horizontal flip.
+- ``*_UPPER_BODY``: the upper-body joints of the top-down half-body augmentation (mmpose's
+  ``upper_body_ids``; the other joints are the lower body).
 - ``*_SKELETON``: limb (a, b) index pairs, for drawing. The CrowdPose annotation files carry a copy of
   COCO's 1-based skeleton that does not fit the 14-keypoint order; ``CROWDPOSE_SKELETON`` is the
   CrowdPose limb set (as drawn by the CrowdPose and MMPose tools).
@@ -28,6 +30,7 @@ COCO_SIGMAS: tuple[float, ...] = (
 COCO_FLIP_PAIRS: tuple[tuple[int, int], ...] = (
     (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16),
 )
+COCO_UPPER_BODY: tuple[int, ...] = tuple(range(11))  # nose .. right_wrist
 COCO_SKELETON: tuple[tuple[int, int], ...] = (
     (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
     (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
@@ -43,6 +46,7 @@ CROWDPOSE_SIGMAS: tuple[float, ...] = (
 CROWDPOSE_FLIP_PAIRS: tuple[tuple[int, int], ...] = (
     (0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11),
 )
+CROWDPOSE_UPPER_BODY: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 12, 13)  # arms, head, neck
 CROWDPOSE_SKELETON: tuple[tuple[int, int], ...] = (
     (10, 8), (8, 6), (11, 9), (9, 7), (6, 7), (0, 6), (1, 7), (0, 1), (0, 2), (1, 3),
     (2, 4), (3, 5), (12, 13), (0, 13), (1, 13),
@@ -56,6 +60,7 @@ class KeypointInfo(NamedTuple):
     sigmas: tuple[float, ...]
     flip_pairs: tuple[tuple[int, int], ...]
     skeleton: tuple[tuple[int, int], ...]
+    upper_body_ids: tuple[int, ...] = ()
 
     @property
     def num_keypoints(self) -> int:
@@ -70,9 +75,9 @@ class KeypointInfo(NamedTuple):
 
 
 _DATASETS: dict[str, KeypointInfo] = {
-    "coco": KeypointInfo(COCO_KEYPOINT_NAMES, COCO_SIGMAS, COCO_FLIP_PAIRS, COCO_SKELETON),
+    "coco": KeypointInfo(COCO_KEYPOINT_NAMES, COCO_SIGMAS, COCO_FLIP_PAIRS, COCO_SKELETON, COCO_UPPER_BODY),
     "crowdpose": KeypointInfo(
-        CROWDPOSE_KEYPOINT_NAMES, CROWDPOSE_SIGMAS, CROWDPOSE_FLIP_PAIRS, CROWDPOSE_SKELETON
+        CROWDPOSE_KEYPOINT_NAMES, CROWDPOSE_SIGMAS, CROWDPOSE_FLIP_PAIRS, CROWDPOSE_SKELETON, CROWDPOSE_UPPER_BODY
     ),
 }
 

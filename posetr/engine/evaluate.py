@@ -90,6 +90,13 @@ def evaluate(model, postprocessor, loader, *, device, output_dir: str | None = N
         for image_id in sorted({r["image_id"] for r in part} - seen):
             results += [r for r in part if r["image_id"] == image_id]
             seen.add(image_id)
+    return score_results(dataset, results, output_dir=output_dir)
+
+
+def score_results(dataset, results: list[dict], *, output_dir: str | None = None) -> dict:
+    """COCOeval of ``results`` (COCO results format) on every image of ``dataset`` (a
+    :class:`~posetr.data.coco.CocoKeypoints` or a subclass) with its sigmas; prints the summary and writes
+    ``results.json`` and ``metrics.json`` (``STAT_NAMES``) to ``output_dir`` when given."""
     metrics, summary = coco_keypoint_eval(dataset.coco, results, sigmas=dataset.info.sigmas,
                                           image_ids=dataset.ids)
     print(summary)

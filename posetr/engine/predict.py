@@ -28,6 +28,21 @@ def draw_people(image: Image.Image, people: list[dict], *, skeleton, threshold: 
     return image
 
 
+def read_image(path: str) -> Image.Image:
+    """The RGB image at ``path``.
+
+    Raises:
+        FileNotFoundError: no such file. RuntimeError: it cannot be decoded.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image {path!r} does not exist")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise RuntimeError(f"cannot read image {path!r}: {exc}") from None
+
+
 @torch.no_grad()
 def predict_images(model, postprocessor, paths: list[str], *, data_cfg, info, output_dir: str, device,
                    threshold: float) -> list[dict]:
@@ -49,13 +64,7 @@ def predict_images(model, postprocessor, paths: list[str], *, data_cfg, info, ou
     os.makedirs(output_dir, exist_ok=True)
     entries = []
     for path in paths:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"image {path!r} does not exist")
-        try:
-            with Image.open(path) as im:
-                image = im.convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise RuntimeError(f"cannot read image {path!r}: {exc}") from None
+        image = read_image(path)
         tensor, target = transforms(image, dict(empty, image_id=0,
                                                  orig_size=torch.tensor([image.height, image.width])))
         images, masks, _ = collate([(tensor, target)])
@@ -65,10 +74,21 @@ def predict_images(model, postprocessor, paths: list[str], *, data_cfg, info, ou
         people = [{"score": round(float(result["scores"][i]), 4),
                    "keypoints": [[round(float(v), 2) for v in kp] for kp in result["keypoints"][i].tolist()]}
                   for i in order.tolist()]
-        stem = os.path.splitext(os.path.basename(path))[0]
-        draw_people(image, people, skeleton=info.skeleton, threshold=threshold).save(
-            os.path.join(output_dir, f"{stem}_pose.png"))
+        save_drawing(image, people, path=path, output_dir=output_dir, skeleton=info.skeleton, threshold=threshold)
         entries.append({"image": path, "people": people})
+    write_predictions(output_dir, entries)
+    return entries
+
+
+def save_drawing(image: Image.Image, people: list[dict], *, path: str, output_dir: str, skeleton,
+                 threshold: float) -> None:
+    """``output_dir/<stem of path>_pose.png``: ``image`` with ``people`` drawn (:func:`draw_people`)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    drawn = draw_people(image, people, skeleton=skeleton, threshold=threshold)
+    drawn.save(os.path.join(output_dir, f"{stem}_pose.png"))
+
+
+def write_predictions(output_dir: str, entries: list[dict]) -> None:
+    """``output_dir/predictions.json``."""
     with open(os.path.join(output_dir, "predictions.json"), "w") as f:
         json.dump(entries, f)
-    return entries

@@ -14,13 +14,13 @@ from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler, Rand
 from tqdm import tqdm
 
 from posetr.config import Config, config_to_dict
-from posetr.data.build import build_dataset
-from posetr.data.collate import collate
+from posetr.data.build import build_dataset, collate_for
 from posetr.data.keypoints import keypoint_info
 from posetr.data.synthetic import write_synthetic_coco
 from posetr.engine.checkpoint import load_checkpoint, save_checkpoint
 from posetr.engine.distributed import barrier, init_distributed, is_main_process
 from posetr.engine.evaluate import evaluate
+from posetr.engine.evaluate_top_down import evaluate_top_down
 
 
 def resolve_device(name: str) -> torch.device:
@@ -130,8 +130,24 @@ def _default_build(model_cfg):
     return build_model(model_cfg)
 
 
+def _default_data_kind(model_cfg) -> str:
+    from posetr.models import model_data_kind
+
+    return model_data_kind(model_cfg.name)
+
+
+def evaluate_kind(kind: str, model, postprocessor, loader, *, eval_cfg, device, output_dir, amp: bool) -> dict:
+    """:func:`~posetr.engine.evaluate.evaluate` (bottom-up) or
+    :func:`~posetr.engine.evaluate_top_down.evaluate_top_down` (top-down, with ``eval_cfg.flip_test`` and
+    ``eval_cfg.oks_nms_threshold``)."""
+    if kind == "top_down":
+        return evaluate_top_down(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp,
+                                 flip_test=eval_cfg.flip_test, nms_threshold=eval_cfg.oks_nms_threshold)
+    return evaluate(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp)
+
+
 def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = None,
-          build_model=None) -> dict:
+          build_model=None, data_kind: str | None = None) -> dict:
     """Trains ``cfg`` and returns the final COCOeval metrics (also ``output_dir/metrics.json``).
 
     Args:
@@ -140,11 +156,15 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
         resume: checkpoint to continue from (model, optimizer, scheduler, epoch).
         build_model: ``model config -> (model, criterion, postprocessor)``; default
             ``posetr.models.build_model``.
+        data_kind: "bottom_up" (whole images) or "top_down" (person crops); default the ``DATA_KIND`` of
+            model ``cfg.model.name`` (``posetr.models.model_data_kind``).
 
     Every epoch starts by seeding python/numpy/torch with ``seed + epoch``, so a run resumed from a
     checkpoint continues exactly as the uninterrupted run would have (same device and process count).
     """
     build_model = build_model or _default_build
+    kind = data_kind or _default_data_kind(cfg.model)
+    collate = collate_for(kind)
     output_dir = output_dir or cfg.train.output_dir
     check_keypoints(cfg)
     device = resolve_device(cfg.train.device)
@@ -155,8 +175,8 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
         os.makedirs(output_dir, exist_ok=True)
     seed_everything(cfg.train.seed)
     root = resolve_data_root(cfg, output_dir)
-    train_set = build_dataset(cfg.data, root=root, split=cfg.data.train_split, train=True)
-    val_set = build_dataset(cfg.data, root=root, split=cfg.data.val_split, train=False)
+    train_set = build_dataset(cfg.data, root=root, split=cfg.data.train_split, train=True, kind=kind)
+    val_set = build_dataset(cfg.data, root=root, split=cfg.data.val_split, train=False, kind=kind)
     model, criterion, postprocessor = build_model(cfg.model)
     model.to(device)
     criterion.to(device)
@@ -195,8 +215,8 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
             print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in stats.items())
                   + f" ({time.perf_counter() - start:.0f} s)", flush=True)
         if last or (cfg.train.eval_every > 0 and (epoch + 1) % cfg.train.eval_every == 0):
-            metrics = evaluate(model, postprocessor, val_loader, device=device, output_dir=output_dir,
-                               amp=cfg.train.amp)
+            metrics = evaluate_kind(kind, model, postprocessor, val_loader, eval_cfg=cfg.eval, device=device,
+                                    output_dir=output_dir, amp=cfg.train.amp)
             if is_main_process():
                 print(f"epoch {epoch}: AP {metrics['AP']:.4f}", flush=True)
         barrier()

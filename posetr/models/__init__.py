@@ -31,6 +31,19 @@ def model_config_class(name: str) -> type:
     return _package(name).CONFIG_CLASS
 
 
+def model_data_kind(name: str) -> str:
+    """How model ``name`` is fed: ``"bottom_up"`` (whole images) or ``"top_down"`` (person crops), its
+    package's ``DATA_KIND`` (docs/model_interfaces.md).
+
+    Raises:
+        ValueError: unknown ``name``, or a package whose ``DATA_KIND`` is neither.
+    """
+    kind = _package(name).DATA_KIND
+    if kind not in ("bottom_up", "top_down"):
+        raise ValueError(f"posetr.models.{name}.DATA_KIND must be 'bottom_up' or 'top_down', got {kind!r}")
+    return kind
+
+
 def build_model(cfg: BaseModelConfig):
     """Model, criterion and postprocessor of ``cfg`` (the config dataclass of model ``cfg.name``).
 
@@ -54,4 +67,4 @@ def build_model(cfg: BaseModelConfig):
     return package.build(cfg)
 
 
-__all__ = ["BaseModelConfig", "DEFAULT_MODEL", "MODEL_NAMES", "build_model", "model_config_class"]
+__all__ = ["BaseModelConfig", "DEFAULT_MODEL", "MODEL_NAMES", "build_model", "model_config_class", "model_data_kind"]

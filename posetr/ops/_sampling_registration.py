@@ -7,6 +7,8 @@ value, sampling_locations and attention_weights.
 """
 import torch
 
+from posetr.ops._sampling_dtypes import check_param_dtypes, scalar_type_name
+
 
 def register_sampling_op(name, backward):
     """Registers the backward op's fake kernel and the autograd formula of ``posetr::<name>``.
@@ -34,14 +36,34 @@ def register_sampling_op(name, backward):
 def check_fake_inputs(
     value, value_layout, value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights
 ):
-    """torch._check the ranks and devices a sampling op's fake kernel relies on
-    (the C++ kernels check everything else). ``value_layout`` is e.g. "[N, S, M, D]"."""
+    """torch._check the ranks, dtypes and devices a sampling op's fake kernel relies on and
+    returns, with the C++ checks' messages. ``value_layout`` is e.g. "[N, S, M, D]".
+
+    The C++ kernels check everything else, the values of ``value_spatial_shapes`` and
+    ``value_level_start_index`` included: a fake kernel cannot read them (data-dependent
+    values would leave unbacked symbols that ``torch.compile(fullgraph=True)`` rejects), and
+    a compiled graph calls the real kernel, whose checks run before any memory is touched.
+    """
     rank = value_layout.count(",") + 1
-    torch._check(value.dim() == rank, lambda: f"value must be a {rank}-D tensor {value_layout}, got {tuple(value.shape)}")
-    torch._check(
-        sampling_locations.dim() == 6,
-        lambda: f"sampling_locations must be a 6-D tensor [N, Lq, M, L, P, 2], got {tuple(sampling_locations.shape)}",
+    torch._check_value(
+        value.dim() == rank, lambda: f"value must be a {rank}-D tensor {value_layout}, got shape {tuple(value.shape)}"
     )
+    torch._check_value(
+        value.dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16),
+        lambda: f"value must be float64, float32, float16 or bfloat16, got {scalar_type_name(value.dtype)}",
+    )
+    torch._check_value(
+        sampling_locations.dim() == 6,
+        lambda: f"sampling_locations must be a 6-D tensor [N, Lq, M, L, P, 2], got shape {tuple(sampling_locations.shape)}",
+    )
+    for name, t, why in (
+        ("value_spatial_shapes", value_spatial_shapes, "integer (H, W) per level"),
+        ("value_level_start_index", value_level_start_index, "integer offsets"),
+    ):
+        torch._check_value(
+            t.dtype == torch.int64, lambda: f"{name} must be Long ({why}), got {scalar_type_name(t.dtype)}"
+        )
+    check_param_dtypes(value, sampling_locations, attention_weights)
     others = {
         "value_spatial_shapes": value_spatial_shapes,
         "value_level_start_index": value_level_start_index,

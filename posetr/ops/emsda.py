@@ -44,9 +44,10 @@ def emsda(
             features of all levels flattened level by level (S = sum H*W).
         value_spatial_shapes (Tensor[L, 2], int64): (H, W) of each level, in pixels.
         value_level_start_index (Tensor[L], int64): start of each level in S.
-        sampling_locations (Tensor[N, Lq, M, L, P, 2]): normalised (x, y) in [0, 1],
-            dtype of ``value``.
-        attention_weights (Tensor[N, Lq, M, L, P]): dtype of ``value``.
+        sampling_locations (Tensor[N, Lq, M, L, P, 2]): normalised (x, y) in [0, 1];
+            the dtype of ``value`` or, for a float16/bfloat16 ``value``, float32 (used in
+            float32 inside the kernel), as for :func:`posetr.ops.ms_deform_attn`.
+        attention_weights (Tensor[N, Lq, M, L, P]): dtypes as ``sampling_locations``.
         value_proj_weight (Tensor[M, C, D]): per-head projection, dtype of ``value``.
             Poseur uses D = C // M (``nn.Linear(C, C).weight.view(M, D, C).transpose(1, 2)``);
             any D >= 0 works, so C need not be divisible by M here.
@@ -60,12 +61,12 @@ def emsda(
     Raises:
         ValueError: wrong ranks or shapes (``value_proj_weight`` not [M, C, D] for the M
             of ``sampling_locations`` and the C of ``value``, ``value_proj_bias`` not [M, D]),
-            dtypes that differ, and every error of :func:`posetr.ops.ms_deform_attn`'s
-            level and sampling checks.
+            a projection dtype other than the value's, and every error of
+            :func:`posetr.ops.ms_deform_attn`'s level and sampling checks.
         RuntimeError: inputs on different devices.
 
     Differentiable with respect to ``value``, ``sampling_locations``, ``attention_weights``,
-    ``value_proj_weight`` and ``value_proj_bias``.
+    ``value_proj_weight`` and ``value_proj_bias``; each gradient has its input's dtype.
     """
     _check_projection(value, sampling_locations, value_proj_weight, value_proj_bias)
     sampled = emsda_sample(

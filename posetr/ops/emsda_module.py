@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from posetr.ops._sampling_dtypes import as_param_dtype
 from posetr.ops.emsda import emsda
 from posetr.ops.ms_deform_attn_module import add_deformable_attention_layers, reset_deformable_attention_parameters
 
@@ -99,12 +100,16 @@ class EMSDeformAttn(nn.Module):
         # nn.Linear's weight is [M * D, C]: head m owns output rows m*D:(m+1)*D.
         proj_weight = self.value_proj.weight.view(M, C // M, C).transpose(1, 2)
         proj_bias = self.value_proj.bias.view(M, C // M)
+        if torch.is_autocast_enabled(value.device.type):
+            # The projection in the value's dtype, as autocast runs a linear on a half input.
+            proj_weight, proj_bias = proj_weight.to(value.dtype), proj_bias.to(value.dtype)
+        # Locations and weights in dtypes the kernel takes (autocast's float32 locations stay).
         output = emsda(
             value,
             input_spatial_shapes,
             input_level_start_index,
-            locations,
-            weights,
+            as_param_dtype(locations, value),
+            as_param_dtype(weights, value),
             proj_weight,
             proj_bias,
             self.im2col_step,

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from posetr.ops._sampling_dtypes import as_param_dtype
 from posetr.ops.ms_deform_attn import ms_deform_attn
 
 
@@ -130,11 +131,16 @@ class MSDeformAttn(nn.Module):
         return value, offsets, weights
 
     def _attend(self, value, spatial_shapes, level_start_index, locations, weights):
-        """The kernel and the output projection. Under float16/bfloat16 autocast the projections
-        are low precision but the locations (reference points + offsets) float32: the kernel runs
-        in the widest of the three dtypes so the locations keep their precision."""
-        dtype = torch.promote_types(torch.promote_types(value.dtype, locations.dtype), weights.dtype)
+        """The kernel and the output projection. Under float16/bfloat16 autocast the value and
+        weights come out of low-precision linears but the locations (reference points + offsets)
+        are float32: the kernel takes them as they are and keeps the locations in float32
+        (:func:`posetr.ops.ms_deform_attn`); other mixes are brought to dtypes it takes."""
         output = self.attn_fn(
-            value.to(dtype), spatial_shapes, level_start_index, locations.to(dtype), weights.to(dtype), self.im2col_step
+            value,
+            spatial_shapes,
+            level_start_index,
+            as_param_dtype(locations, value),
+            as_param_dtype(weights, value),
+            self.im2col_step,
         )
         return self.output_proj(output)

@@ -27,6 +27,14 @@ MODES = ("log", "linear")
 REDUCTIONS = ("none", "mean", "sum")
 
 
+def check_eps(mode, eps):
+    """ValueError unless ``eps`` suits ``mode`` (the kernel's own check, also for the fallback)."""
+    if mode == "log" and not eps > 0:
+        raise ValueError(f"eps must be positive for the log transform, got {eps}")
+    if mode == "linear" and not eps >= 0:
+        raise ValueError(f"eps must be non-negative for the linear transform, got {eps}")
+
+
 def _sigmas_tensor(sigmas, pred):
     """A sequence of sigmas as a tensor in pred's accumulation precision, on pred's device."""
     dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32
@@ -99,15 +107,24 @@ def oks(pred, gt, visible, area, sigmas):
 def oks_loss(pred, gt, visible, area, sigmas, mode="log", eps=1e-6, reduction="mean"):
     """OKS loss of matched pairs, fused with the OKS kernel.
 
-    ``mode="log"``: PETR's ``-log(clamp(OKS, min=eps))`` (Shi et al., CVPR 2022);
-    ``mode="linear"``: ED-Pose's / GroupPose's ``1 - OKS``.
+    Both modes clamp the OKS first, as the official code does (``oks_loss`` in opera's
+    opera/models/losses/oks_loss.py, used by PETR, and in ED-Pose's models/edpose/utils.py:
+    ``oks = oks_overlaps(...).clamp(min=eps)``, then ``-oks.log()`` or ``1 - oks``):
+
+    - ``mode="log"``: PETR's ``-log(clamp(OKS, min=eps))`` (Shi et al., CVPR 2022);
+    - ``mode="linear"``: ED-Pose's ``1 - clamp(OKS, min=eps)`` (Yang et al., ICLR 2023);
+      ``eps=0`` gives the paper's unclamped ``1 - OKS``.
+
+    Below ``eps`` the loss is constant and its gradient 0, as with ``torch.clamp``. A NaN
+    in ``pred`` or ``gt`` gives a NaN loss for its pair and NaN gradients, as autograd
+    through the reference (:func:`posetr.ops.reference.oks_loss_pytorch`) does.
 
     Args:
         pred, gt, visible, area, sigmas: as :func:`oks` (Tensor[P, K, 2], Tensor[P, K, 2],
             Tensor[P, K] bool, Tensor[P] pixels^2, Tensor[K]).
         mode (str): "log" or "linear".
-        eps (float): lower clamp of OKS for ``mode="log"`` (positive); below it the loss is
-            ``-log(eps)`` and its gradient 0, as with ``torch.clamp``.
+        eps (float): lower clamp of OKS: positive for ``mode="log"``, non-negative for
+            ``mode="linear"``. Default 1e-6, opera's and ED-Pose's.
         reduction (str): "none" (Tensor[P]), "mean" over the P pairs (0 when P == 0, still
             differentiable) or "sum". PETR-style normalisation by the number of people across
             processes: use "sum" and divide.
@@ -116,13 +133,14 @@ def oks_loss(pred, gt, visible, area, sigmas, mode="log", eps=1e-6, reduction="m
         Tensor[P] or a scalar, in the dtype of ``pred``.
 
     Raises:
-        ValueError: unknown ``mode`` or ``reduction``, non-positive ``eps`` with ``mode="log"``,
+        ValueError: unknown ``mode`` or ``reduction``, ``eps`` out of range for the mode,
             and every error of :func:`oks`.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    check_eps(mode, eps)
     if not isinstance(sigmas, torch.Tensor):
         sigmas = _sigmas_tensor(sigmas, pred)
     if not HAS_EXTENSION:

@@ -2,22 +2,26 @@
 import torch
 from torch import nn
 
-from posetr.ops.oks import MODES, REDUCTIONS, oks_loss
+from posetr.ops.oks import MODES, REDUCTIONS, check_eps, oks_loss
 
 
 class OKSLoss(nn.Module):
-    """OKS loss (PETR's ``-log(clamp(OKS, eps))`` or ED-Pose's ``1 - OKS``) of matched pairs.
+    """OKS loss of matched pairs: PETR's ``-log(clamp(OKS, eps))`` or ED-Pose's
+    ``1 - clamp(OKS, eps)``, as opera's and ED-Pose's ``OKSLoss`` compute them
+    (see :func:`posetr.ops.oks_loss`).
 
     Args:
         sigmas (sequence of K floats or Tensor[K]): per-keypoint OKS sigmas, e.g.
             ``posetr.data.keypoints.keypoint_info("coco").sigmas``; kept as a non-persistent buffer
             (it follows ``.to(device)`` and stays out of checkpoints).
         mode (str): "log" or "linear".
-        eps (float): OKS clamp for ``mode="log"``.
+        eps (float): lower clamp of OKS (positive for "log", non-negative for "linear";
+            0 gives the unclamped ``1 - OKS``).
         reduction (str): "none", "mean" or "sum".
 
     Raises:
-        ValueError: ``sigmas`` not 1-D, unknown ``mode``/``reduction`` (checked here, not at the first call).
+        ValueError: ``sigmas`` not 1-D, unknown ``mode``/``reduction``, ``eps`` out of range (checked
+            here, not at the first call).
 
     Weights are applied by the caller (criteria return unweighted losses).
     """
@@ -31,6 +35,7 @@ class OKSLoss(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        check_eps(mode, eps)
         self.register_buffer("sigmas", sigmas.clone(), persistent=False)
         self.mode = mode
         self.eps = eps

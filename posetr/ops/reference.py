@@ -23,9 +23,14 @@ def ms_deform_attn_pytorch(
         im2col_step (int): accepted for signature compatibility, unused.
 
     Returns:
-        Tensor[N, Lq, M * D]: the attended values, in the dtype of ``value``.
+        Tensor[N, Lq, M * D]: the attended values, in the dtype of ``value``. Mixed dtypes
+        (a float16 value with float32 locations) are computed in the widest of the three, as
+        the kernels keep float32 locations in float32.
     """
     del value_level_start_index, im2col_step
+    out_dtype = value.dtype
+    dtype = torch.promote_types(torch.promote_types(value.dtype, sampling_locations.dtype), attention_weights.dtype)
+    value, sampling_locations, attention_weights = (t.to(dtype) for t in (value, sampling_locations, attention_weights))
     N, _, M, D = value.shape
     _, Lq, _, L, P, _ = sampling_locations.shape
     shapes = [(int(h), int(w)) for h, w in value_spatial_shapes.tolist()]
@@ -41,7 +46,7 @@ def ms_deform_attn_pytorch(
     # [N, Lq, M, L, P] -> [N*M, 1, Lq, L*P]
     weights = attention_weights.transpose(1, 2).reshape(N * M, 1, Lq, L * P)
     output = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1).view(N, M * D, Lq)
-    return output.transpose(1, 2).contiguous()
+    return output.transpose(1, 2).contiguous().to(out_dtype)
 
 
 def emsda_pytorch(
@@ -95,31 +100,37 @@ def pairwise_oks_pytorch(pred, gt, visible, area, sigmas):
 
     Returns:
         Tensor[..., N, M]: mean over labelled keypoints of ``exp(-d^2 / ((2 sigma)^2 (area + eps) 2))``;
-        0 for a person with no labelled keypoint.
+        0 for a person with no labelled keypoint. As in pycocotools (``e[vg > 0]``) the other
+        keypoints take no part: their coordinates, NaN included, change neither the OKS nor its gradient.
     """
-    d2 = (pred.unsqueeze(-3) - gt.unsqueeze(-4)).pow(2).sum(-1)  # [..., N, M, K]
     denom = (2 * sigmas).pow(2) * (area.unsqueeze(-1) + OKS_AREA_EPS) * 2  # [..., M, K]
-    labelled = visible.unsqueeze(-3)
-    total = (torch.exp(-d2 / denom.unsqueeze(-3)) * labelled).sum(-1)
+    return _mean_labelled_terms(pred.unsqueeze(-3) - gt.unsqueeze(-4), denom.unsqueeze(-3), visible.unsqueeze(-3))
+
+
+def _mean_labelled_terms(diff, denom, labelled):
+    """OKS from keypoint offsets diff [..., K, 2] (pixels), denominators [..., K] and labels [..., K]:
+    the mean of exp(-d^2 / denom) over labelled keypoints (0 without one). Unlabelled offsets are
+    replaced before use, so that they reach neither the value nor the gradient."""
+    d2 = torch.where(labelled.unsqueeze(-1), diff, 0.0).pow(2).sum(-1)
+    total = torch.where(labelled, torch.exp(-d2 / denom), 0.0).sum(-1)
     count = labelled.sum(-1)
     return torch.where(count > 0, total / count.clamp(min=1), 0.0)
 
 
 def oks_pytorch(pred, gt, visible, area, sigmas):
     """OKS of matched pairs (``pred[p]`` against ``gt[p]``): pred, gt Tensor[P, K, 2], visible Tensor[P, K],
-    area Tensor[P] -> Tensor[P]. Same formula and zero-label rule as :func:`pairwise_oks_pytorch`."""
-    d2 = (pred - gt).pow(2).sum(-1)  # [P, K]
+    area Tensor[P] -> Tensor[P]. Same formula, zero-label rule and unlabelled keypoints as
+    :func:`pairwise_oks_pytorch`; a NaN in a labelled keypoint makes its pair's OKS and gradient NaN."""
     denom = (2 * sigmas).pow(2) * (area.unsqueeze(-1) + OKS_AREA_EPS) * 2
-    total = (torch.exp(-d2 / denom) * visible).sum(-1)
-    count = visible.sum(-1)
-    return torch.where(count > 0, total / count.clamp(min=1), 0.0)
+    return _mean_labelled_terms(pred - gt, denom, visible)
 
 
 def oks_loss_pytorch(pred, gt, visible, area, sigmas, mode="log", eps=1e-6, reduction="mean"):
-    """OKS loss of matched pairs: ``-log(clamp(OKS, eps))`` (PETR) or ``1 - OKS`` (ED-Pose),
-    reduced by "none", "mean" (over pairs; 0 for no pairs) or "sum"."""
-    oks = oks_pytorch(pred, gt, visible, area, sigmas)
-    loss = -oks.clamp(min=eps).log() if mode == "log" else 1 - oks
+    """OKS loss of matched pairs as opera (PETR) and ED-Pose write it: ``oks.clamp(min=eps)``,
+    then ``-log`` (``mode="log"``) or ``1 -`` (``mode="linear"``), reduced by "none", "mean"
+    (over pairs; 0 for no pairs) or "sum"."""
+    oks = oks_pytorch(pred, gt, visible, area, sigmas).clamp(min=eps)
+    loss = -oks.log() if mode == "log" else 1 - oks
     if reduction == "none":
         return loss
     total = loss.sum()

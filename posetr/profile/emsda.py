@@ -2,7 +2,9 @@
 
 posetr's fused :func:`posetr.ops.emsda` is timed against Poseur's formulation on
 posetr's own kernel: repeat the value once per head, :func:`posetr.ops.ms_deform_attn`
-with D = C, per-head einsum projection.
+with D = C, per-head einsum projection. Bytes moved (posetr.profile.pass_bytes): reads value,
+sampling_locations, attention_weights and the projection's weight and bias, writes the
+[N, Lq, M * D] output; the backward writes a gradient of each of the five.
 
 Peak memory of one forward+backward, each variant in a fresh process (max RSS), and
 the time of the sampling and the projection alone::
@@ -20,13 +22,15 @@ import torch
 
 from posetr.ops.emsda import emsda
 from posetr.ops.ms_deform_attn import ms_deform_attn
-from posetr.profile import Case, forward_backward, forward_only
+from posetr.profile import both_modes, forward_backward, forward_only
+from posetr.profile.ms_deform_attn import attention_bytes
 
 # (name, crops N, levels (H, W), queries Lq, channels C, heads M, points P)
 SHAPES = [
     # 256x192 crops, strides 4, 8, 16, 32; 17 keypoints x (1 + 3 noisy copies) in training.
     ("Poseur decoder", 16, [(64, 48), (32, 24), (16, 12), (8, 6)], 68, 256, 8, 4),
 ]
+QUICK_SHAPES = [("quick", 2, [(6, 8), (3, 4)], 5, 16, 4, 2)]
 
 
 def make_inputs(N, levels, Lq, C, M, P, device, dtype=torch.float32, requires_grad=False, seed=0):
@@ -62,22 +66,20 @@ def repeat_msda_einsum(value, shapes, starts, locations, weights, weight, bias):
 VARIANTS = {"posetr": emsda, "reference": repeat_msda_einsum}
 
 
-def cases(device):
+def cases(device, quick=False):
     result = []
-    for name, N, levels, Lq, C, M, P in SHAPES:
-        for mode, wrap, grad in (("forward", forward_only, False), ("forward+backward", forward_backward, True)):
-            result.append(
-                Case(
-                    op="emsda",
-                    shape=name,
-                    mode=mode,
-                    setup=lambda N=N, levels=levels, Lq=Lq, C=C, M=M, P=P, grad=grad: make_inputs(
-                        N, levels, Lq, C, M, P, device, requires_grad=grad
-                    ),
-                    posetr=wrap(VARIANTS["posetr"]),
-                    reference=wrap(VARIANTS["reference"]),
-                )
-            )
+    for name, N, levels, Lq, C, M, P in QUICK_SHAPES if quick else SHAPES:
+        result += both_modes(
+            op="emsda",
+            shape=name,
+            reference_name="repeat + MSDA + einsum",
+            setup=lambda grad, N=N, levels=levels, Lq=Lq, C=C, M=M, P=P: make_inputs(
+                N, levels, Lq, C, M, P, device, requires_grad=grad
+            ),
+            posetr=VARIANTS["posetr"],
+            reference=VARIANTS["reference"],
+            bytes_model=lambda inputs, backward: attention_bytes(inputs, inputs[5].shape[2], backward),
+        )
     return result
 
 

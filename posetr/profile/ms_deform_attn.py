@@ -6,6 +6,10 @@ query's pixel centre, offsets = the module's initial pattern (head h in directio
 2*pi*h/M, point p at p + 1 pixels of each level) plus N(0, 2 px) noise. Decoder
 queries ("uniform") sample anywhere in the image. "PETR encoder, uniform" is a
 stress case: encoder shape with every sample anywhere (no cache locality).
+
+float32 everywhere; bfloat16 too on CUDA (and in the quick cases, which check the profile).
+Bytes moved (posetr.profile.pass_bytes): reads value, sampling_locations and attention_weights,
+writes the [N, Lq, M * D] output; the backward writes a gradient of each of the three.
 """
 import math
 
@@ -13,7 +17,7 @@ import torch
 
 from posetr.ops.ms_deform_attn import ms_deform_attn
 from posetr.ops.reference import ms_deform_attn_pytorch
-from posetr.profile import Case, forward_backward, forward_only
+from posetr.profile import both_modes, pass_bytes, tensor_bytes
 
 PETR_LEVELS = [(100, 167), (50, 84), (25, 42), (13, 21)]  # 800x1333 image, strides 8, 16, 32, 64
 POSEUR_LEVELS = [(64, 48), (32, 24), (16, 12), (8, 6)]  # 256x192 crops, strides 4, 8, 16, 32
@@ -25,6 +29,11 @@ SHAPES = [
     ("PETR pose decoder", 1, PETR_LEVELS, 300, 8, 32, 17, "uniform"),
     ("Poseur decoder", 32, POSEUR_LEVELS, 17, 8, 32, 4, "uniform"),
 ]
+QUICK_SHAPES = [
+    ("quick encoder", 1, [(6, 8), (3, 4)], None, 2, 8, 2, "local"),
+    ("quick decoder", 2, [(6, 8), (3, 4)], 5, 2, 8, 3, "uniform"),
+]
+DTYPES = {"cpu": (torch.float32,), "cuda": (torch.float32, torch.bfloat16)}
 
 
 def local_locations(levels, N, M, P, gen):
@@ -68,20 +77,31 @@ def make_inputs(
     return tensors[0], shapes.to(device), starts.to(device), tensors[1], tensors[2]
 
 
-def cases(device):
+def attention_bytes(inputs, out_channels, backward):
+    """posetr's compulsory bytes for one MSDA or EMSDA call on ``inputs`` (value, shapes, starts,
+    sampling_locations, attention_weights, then EMSDA's projection weight and bias): reads every input
+    but the level layout, writes the [N, Lq, M * out_channels] output; the backward a gradient of each."""
+    value, _, _, locations = inputs[:4]
+    reads = tensor_bytes(value, *inputs[3:])
+    N, Lq, M = locations.shape[:3]
+    return pass_bytes(reads, N * Lq * M * out_channels * value.element_size(), grads=reads if backward else None)
+
+
+def cases(device, quick=False):
     result = []
-    for name, N, levels, Lq, M, D, P, locations in SHAPES:
-        for mode, wrap, grad in (("forward", forward_only, False), ("forward+backward", forward_backward, True)):
-            result.append(
-                Case(
-                    op="ms_deform_attn",
-                    shape=name,
-                    mode=mode,
-                    setup=lambda N=N, levels=levels, Lq=Lq, M=M, D=D, P=P, grad=grad, loc=locations: make_inputs(
-                        N, levels, Lq, M, D, P, device, requires_grad=grad, locations=loc
-                    ),
-                    posetr=wrap(ms_deform_attn),
-                    reference=wrap(ms_deform_attn_pytorch),
-                )
+    dtypes = (torch.float32, torch.bfloat16) if quick else DTYPES[torch.device(device).type]
+    for name, N, levels, Lq, M, D, P, locations in QUICK_SHAPES if quick else SHAPES:
+        for dtype in dtypes:
+            result += both_modes(
+                op="ms_deform_attn",
+                shape=name,
+                dtype=str(dtype).removeprefix("torch."),
+                reference_name="grid_sample",
+                setup=lambda grad, N=N, levels=levels, Lq=Lq, M=M, D=D, P=P, loc=locations, dtype=dtype: make_inputs(
+                    N, levels, Lq, M, D, P, device, dtype=dtype, requires_grad=grad, locations=loc
+                ),
+                posetr=ms_deform_attn,
+                reference=ms_deform_attn_pytorch,
+                bytes_model=lambda inputs, backward: attention_bytes(inputs, inputs[0].shape[3], backward),
             )
     return result

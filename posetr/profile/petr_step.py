@@ -3,6 +3,7 @@
 Both models hold the same weights (opera's PETR-R50 configuration, ``PETRConfig()``); ``ops: posetr``
 runs MSDA, OKS and the batched Hungarian matcher on posetr's ops, ``ops: reference`` on the PyTorch
 oracles and scipy once per image. One image, 3 people, dropout off so both do the same work.
+``quick``: a tiny PETR (ResNet-18 of width 8, d_model 32) on a 128 x 128 image, to check the case runs.
 """
 import dataclasses
 
@@ -13,6 +14,11 @@ from posetr.profile.model_step import build_model_pair, train_step
 
 IMAGE_SIZE = 512
 NUM_PEOPLE = 3
+QUICK_IMAGE_SIZE = 128
+# A tiny PETR for the quick case (the fields of posetr.models.petr.PETRConfig it overrides).
+QUICK_MODEL = dict(backbone_depth=18, backbone_width=8, backbone_norm="group", d_model=32, n_heads=4,
+                   dim_feedforward=64, enc_layers=1, dec_layers=1, joint_dec_layers=1, num_queries=12,
+                   kpt_branch_hidden=32, num_detections=10)
 
 
 def _targets(num_people, size, seed=0):
@@ -26,18 +32,23 @@ def _targets(num_people, size, seed=0):
             "orig_size": torch.tensor([size, size]), "image_id": seed}
 
 
-def _setup(device):
+def _setup(device, size=IMAGE_SIZE, **model):
     from posetr.models.petr import PETRConfig
 
-    steps = build_model_pair(dataclasses.replace(PETRConfig(), dropout=0.0), device)
-    images = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE, device=device)
-    masks = torch.zeros(1, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.bool, device=device)
-    targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in _targets(NUM_PEOPLE, IMAGE_SIZE).items()}]
+    steps = build_model_pair(dataclasses.replace(PETRConfig(), dropout=0.0, **model), device)
+    images = torch.randn(1, 3, size, size, device=device)
+    masks = torch.zeros(1, size, size, dtype=torch.bool, device=device)
+    targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in _targets(NUM_PEOPLE, size).items()}]
     return steps, images, masks, targets
 
 
-def cases(device):
-    """One case: the PETR-R50 training step at 1 x 3 x 512 x 512."""
-    return [Case(op="petr_step", shape=f"PETR-R50 1x3x{IMAGE_SIZE}x{IMAGE_SIZE}, {NUM_PEOPLE} people",
-                 mode="train step", setup=lambda: _setup(device), posetr=train_step("posetr"),
+def cases(device, quick=False):
+    """One case: the PETR-R50 training step at 1 x 3 x 512 x 512 (quick: the tiny PETR at 128 x 128)."""
+    if quick:
+        shape, setup = f"tiny PETR 1x3x{QUICK_IMAGE_SIZE}x{QUICK_IMAGE_SIZE}", lambda: _setup(
+            device, QUICK_IMAGE_SIZE, **QUICK_MODEL)
+    else:
+        shape, setup = f"PETR-R50 1x3x{IMAGE_SIZE}x{IMAGE_SIZE}", lambda: _setup(device)
+    return [Case(op="petr_step", shape=f"{shape}, {NUM_PEOPLE} people", mode="train step",
+                 reference_name="ops: reference", setup=setup, posetr=train_step("posetr"),
                  reference=train_step("reference"))]
