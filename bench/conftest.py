@@ -12,9 +12,9 @@ def bench_devices():
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def case_params(module):
-    """Parametrises a test over (device, case) for every Case of ``module`` on every device."""
-    pairs = [(device, case) for device in bench_devices() for case in module.cases(device)]
+def case_params(*modules):
+    """Parametrises a test over (device, case) for every Case of the ``modules`` on every device."""
+    pairs = [(device, case) for device in bench_devices() for module in modules for case in module.cases(device)]
     ids = [f"{d}-{c.op}-{c.shape}-{c.mode}-{c.dtype}".replace(" ", "_").replace(",", "") for d, c in pairs]
     return pytest.mark.parametrize("device,case", pairs, ids=ids)
 

@@ -1,5 +1,6 @@
 """Shared pieces of the model training-step cases (petr_step, tfpose_step): one model per ``ops`` with
-the same weights, and the timed step (forward, losses, backward)."""
+the same weights, and the timed step (forward, losses, backward). Not a profile module itself: the
+profile collects the modules named ``*_step``."""
 import dataclasses
 
 import torch

@@ -10,7 +10,7 @@ import dataclasses
 import torch
 
 from posetr.profile import Case
-from posetr.profile.model_step import build_model_pair, train_step
+from posetr.profile.model_pair import build_model_pair, train_step
 
 IMAGE_SIZE = 512
 NUM_PEOPLE = 3
