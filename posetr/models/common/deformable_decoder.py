@@ -2,8 +2,10 @@
 
 ``DeformableDecoderLayer`` is Deformable DETR's ``DeformableTransformerDecoderLayer`` (post-norm:
 self-attention among queries, multi-scale deformable cross-attention around each query's reference
-point, FFN), with the self-attention optional (TFPose's q2q ablation) and run within groups of queries
-(PETR: the K joints of one person; TFPose: the K keypoints of one crop). ``keypoint_mlp`` is the
+point, FFN), with the self-attention optional (TFPose's q2q ablation), run within groups of queries
+(PETR's joint decoder: the K joints of one person; TFPose: the K keypoints of one crop; PETR's pose
+decoder: all queries of an image) and the cross-attention's class a choice (PETR's pose decoder: its
+pose-deformable attention). ``keypoint_mlp`` is the
 coordinate MLP whose output is added to ``inverse_sigmoid`` of the reference (Deformable DETR's
 ``bbox_embed`` with its last layer zeroed).
 """
@@ -37,15 +39,18 @@ class DeformableDecoderLayer(nn.Module):
         d_model, n_levels, n_heads, n_points, dim_feedforward, dropout: sizes as in Deformable DETR.
         attn_fn: the MSDA kernel (``posetr.models.common.kernels.Kernels.ms_deform_attn``).
         self_attention (bool): False drops the self-attention (and its norm): TFPose's "w/o q2q".
+        attention (type): the cross-attention, :class:`posetr.ops.MSDeformAttn` or a subclass (built with
+            d_model, n_levels, n_heads, n_points, attn_fn).
 
     Forward: tgt Float[B, ..., K, C] (groups of K queries), query_pos Float[K, C] (or broadcastable to
     tgt), reference_points Float[B, N, L, 2] with N = the number of queries of one image (normalised,
-    padded-map coordinates), memory Float[B, S, C], spatial_shapes Long[L, 2], level_start_index Long[L],
+    padded-map coordinates; ``attention``'s layout, e.g. Float[B, N, L, K, 2] for PETR's pose
+    attention), memory Float[B, S, C], spatial_shapes Long[L, 2], level_start_index Long[L],
     padding_mask Bool[B, S] -> Float shaped like tgt.
     """
 
     def __init__(self, *, d_model: int, n_levels: int, n_heads: int, n_points: int, dim_feedforward: int,
-                 dropout: float, attn_fn: Callable, self_attention: bool = True):
+                 dropout: float, attn_fn: Callable, self_attention: bool = True, attention: type = MSDeformAttn):
         super().__init__()
         if self_attention:
             self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
@@ -53,7 +58,7 @@ class DeformableDecoderLayer(nn.Module):
             self.norm1 = nn.LayerNorm(d_model)
         else:
             self.self_attn = None
-        self.cross_attn = MSDeformAttn(
+        self.cross_attn = attention(
             d_model=d_model, n_levels=n_levels, n_heads=n_heads, n_points=n_points, attn_fn=attn_fn
         )
         self.dropout2 = nn.Dropout(dropout)
