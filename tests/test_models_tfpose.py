@@ -14,7 +14,7 @@ from posetr.models.tfpose import TFPoseConfig
 from posetr.models.tfpose.flops import PAPER_MODELS, model_gmacs
 from posetr.models.tfpose.heatmap import heatmap_mse_loss, render_udp_heatmaps
 from posetr.models.tfpose.postprocess import unflip_keypoints
-from kernel_agreement import assert_same_gradients, twin_in_float64
+from kernel_agreement import assert_twins_agree_in_float64, weighted_total
 
 
 @pytest.fixture(autouse=True)
@@ -52,10 +52,6 @@ def make_crops(B=2, H=64, W=48, seed=0):
                 "rotation": 0.0, "bbox_score": 0.8 - 0.1 * b, "image_id": b, "area": 1000.0,
                 "orig_size": torch.tensor([480, 640])} for b in range(B)]
     return images, torch.zeros(B, H, W, dtype=torch.bool), targets
-
-
-def total_loss(criterion, losses):
-    return sum(criterion.weight_dict[k] * v for k, v in losses.items() if k in criterion.weight_dict)
 
 
 # ---- token bookkeeping and shapes (spec, last section) ----
@@ -113,7 +109,7 @@ def test_variants_build_and_train(enc_layers, levels):
     images, masks, targets = make_crops()
     losses = criterion(model(images, masks), targets)
     assert set(losses) == {"loss_kpt_0", "loss_kpt_1", "loss_kpt", "loss_heatmap"}
-    total_loss(criterion, losses).backward()
+    weighted_total(criterion, losses).backward()
     assert model.decoder.initial_logits.grad is not None and model.backbone.conv1.weight.grad is not None
 
 
@@ -156,18 +152,9 @@ def test_posetr_and_reference_ops_agree_in_float64():
     torch.manual_seed(0)
     model, criterion, _ = build_model(tiny_config(ops="posetr", enc_layers=2))
     ref_model, ref_criterion, _ = build_model(tiny_config(ops="reference", enc_layers=2))
-    twin_in_float64(model, ref_model)
     images, masks, targets = make_crops()
-    images = images.double()
-    out, ref_out = model(images, masks), ref_model(images, masks)
-    for key in ("layer_keypoints", "pred_heatmap"):
-        torch.testing.assert_close(out[key], ref_out[key], rtol=1e-9, atol=1e-10)
-    losses, ref_losses = criterion(out, targets), ref_criterion(ref_out, targets)
-    for k in losses:
-        torch.testing.assert_close(losses[k], ref_losses[k], rtol=1e-9, atol=1e-10, msg=k)
-    total_loss(criterion, losses).backward()
-    total_loss(ref_criterion, ref_losses).backward()
-    assert_same_gradients(model, ref_model)
+    assert_twins_agree_in_float64(model, criterion, ref_model, ref_criterion, images, masks, targets,
+                                  output_keys=("layer_keypoints", "pred_heatmap"))
 
 
 # ---- losses ----
@@ -189,7 +176,7 @@ def test_losses_vanish_on_perfect_predictions_and_mask_unlabelled_joints():
     for d in ("loss_kpt_0", "loss_kpt_1", "loss_kpt"):  # mmpose L1: mean over B * K * 2 coordinates
         assert losses[d].item() == pytest.approx(0.01 * labelled / (2 * 17 * 2), rel=1e-4)
     # every layer weighs the same: the regression loss grows linearly with ND
-    assert total_loss(criterion, losses).item() == pytest.approx(3 * losses["loss_kpt"].item(), rel=1e-5)
+    assert weighted_total(criterion, losses).item() == pytest.approx(3 * losses["loss_kpt"].item(), rel=1e-5)
     assert criterion.weight_dict["loss_heatmap"] == 50.0
 
 
@@ -272,6 +259,63 @@ def test_postprocess_flip_fusion_and_pixels():
                                targets[0]["center"] + (keypoints[0] - 0.5) * targets[0]["scale"])
 
 
+def _wrist_crop(*, rotation=0.0, flip=False, size=(96, 128)):
+    """A real test-time crop (posetr's warp) of an image with a dot painted at the left wrist (mirrored first
+    with ``flip``, as the training flip does), and the wrist's normalised keypoint (the right wrist when
+    flipped)."""
+    from crop_dots import paint_dot
+
+    from posetr.data.top_down import instance_target
+    from posetr.data.top_down_transforms import AffineCrop, TopDownRandomFlip
+    from posetr.data.transforms import Compose
+
+    wrist = np.array([351.3, 207.6])
+    kpts = np.zeros((17, 3), np.float32)
+    kpts[9] = [*wrist, 2]
+    target = instance_target({"image_id": 1, "bbox": [300.0, 100.0, 120.0, 220.0], "bbox_score": 1.0,
+                              "keypoints": kpts}, num_keypoints=17, output_size=size, padding=1.25,
+                             orig_size=(480, 640), bbox_id=0)
+    target["rotation"] = rotation
+    pipeline = Compose([TopDownRandomFlip(flip_index=keypoint_info("coco").flip_index(), p=1.0 if flip else 0.0),
+                        AffineCrop(output_size=size)])
+    crop, out = pipeline(paint_dot((480, 640), *wrist), target)
+    return crop, out["keypoints"][10 if flip else 9, :2] / size
+
+
+@pytest.mark.parametrize("rotation", [0.0, 20.0])
+def test_pixel_unflip_is_exact_for_the_engines_flip_test(rotation):
+    """The engine's flip test runs the model on ``images.flip(-1)``: crop pixel i shows what pixel W - 1 - i
+    of the plain crop shows, so with pixel centres at i / W (posetr/data/crop_geometry.py) a point at x
+    appears at (W - 1) / W - x. A dot painted at a keypoint of a real crop is found in the mirrored crop
+    where "pixel" un-flipping maps it back to the keypoint (within 0.05 crop px); "unit" (x -> 1 - x) is
+    1 / W off."""
+    from crop_dots import centroid
+
+    W, H = 96, 128
+    crop, keypoint = _wrist_crop(rotation=rotation, size=(W, H))
+    mirrored = np.ascontiguousarray(crop[:, ::-1])  # images.flip(-1)
+    seen = centroid(mirrored, ((W - 1) - keypoint[0] * W, keypoint[1] * H)) / (W, H)
+    flip_index = keypoint_info("coco").flip_index()
+    predicted = torch.zeros(1, 17, 2, dtype=torch.float64)
+    predicted[0, flip_index[9]] = torch.from_numpy(seen)  # a flip-equivariant model: the dot is the right wrist
+    for convention, error in (("pixel", 0.0), ("unit", 1 / W)):
+        unflipped = unflip_keypoints(predicted, flip_index, width=W, convention=convention)[0, 9].numpy()
+        np.testing.assert_allclose(unflipped - keypoint, [error, 0.0], atol=0.05 / W)
+
+
+def test_training_flip_mirrors_the_crop_about_its_centre():
+    """The training flip (the image mirrored before the crop, mmpose's) mirrors the crop about W / 2, not
+    (W - 1) / 2 as ``images.flip(-1)`` does: a keypoint's normalised x becomes 1 - x, and the painted dot is
+    there."""
+    from crop_dots import centroid
+
+    W, H = 96, 128
+    _, keypoint = _wrist_crop(size=(W, H))
+    flipped_crop, flipped = _wrist_crop(flip=True, size=(W, H))
+    np.testing.assert_allclose(flipped, [1 - keypoint[0], keypoint[1]], atol=1e-6)
+    np.testing.assert_allclose(centroid(flipped_crop, flipped * (W, H)) / (W, H), flipped, atol=0.05 / W)
+
+
 # ---- sizes of the paper's models ----
 
 def test_parameter_counts():
@@ -316,7 +360,7 @@ def test_overfit_synthetic_crops_is_coarse_to_fine():
         losses = criterion(model(images, masks), targets)
         first = first or {k: v.item() for k, v in losses.items()}
         optimizer.zero_grad()
-        total_loss(criterion, losses).backward()
+        weighted_total(criterion, losses).backward()
         optimizer.step()
     with torch.no_grad():
         layers = criterion(model.eval()(images, masks), targets)
@@ -351,3 +395,64 @@ def test_recipe_configs_lr_groups_and_cosine_schedule(name):
     assert optimizer.param_groups[-1]["lr"] == pytest.approx(2e-3, rel=1e-2)
     with pytest.raises(ValueError, match="lr_schedule"):
         build_scheduler(optimizer, dataclasses.replace(cfg.train, lr_schedule="linear"))
+
+
+# ---- the CLI on the real COCO sample ----
+
+def _tiny_cli_config(tmp_path, name="cfg.yaml", **data):
+    """configs/tfpose_overfit_coco_sample.yaml with the tiny model, 64 x 48 crops and one short epoch."""
+    import os
+
+    import yaml
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "configs", "tfpose_overfit_coco_sample.yaml")) as f:
+        values = yaml.safe_load(f)
+    values["model"].update(backbone_width=8, d_model=32, n_heads=4, dim_feedforward=64, enc_layers=1,
+                           dec_layers=2, heatmap_channels=8)
+    values["data"].update(input_size=[64, 48], **data)
+    values["train"].update(epochs=1, repeats=1, device="cpu")
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+def test_cli_train_eval_predict(shared_data, tmp_path):
+    """TFPose through ``python -m posetr``: train (GT crops, flip test, COCOeval), eval on GT boxes and on a
+    detection file, predict on given boxes and on whole images."""
+    import json
+    import os
+
+    from posetr import cli
+    from posetr.engine.evaluate import STAT_NAMES
+
+    root = os.path.join(shared_data, "coco_sample")
+    out = tmp_path / "out"
+    cfg = _tiny_cli_config(tmp_path)
+    assert cli.main(["train", "--config", cfg, "--data-root", root, "--output-dir", str(out)]) == 0
+    metrics = json.load(open(out / "metrics.json"))
+    assert set(metrics) == set(STAT_NAMES) and 0 <= metrics["AP"] <= 1
+    assert len(json.load(open(out / "results.json"))) == 12  # one person per ground-truth crop
+    ckpt = str(out / "checkpoint.pth")
+    assert cli.main(["eval", "--config", cfg, "--checkpoint", ckpt, "--data-root", root,
+                     "--output-dir", str(tmp_path / "gt")]) == 0
+    assert json.load(open(tmp_path / "gt" / "metrics.json")) == metrics
+    ann = json.load(open(os.path.join(root, "annotations", "person_keypoints_sample.json")))
+    det_file = tmp_path / "det.json"
+    det_file.write_text(json.dumps([{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9}
+                                    for a in ann["annotations"]]))
+    det_cfg = _tiny_cli_config(tmp_path, "det.yaml", use_gt_bbox=False, det_file=str(det_file))
+    assert cli.main(["eval", "--config", det_cfg, "--checkpoint", ckpt, "--data-root", root,
+                     "--output-dir", str(tmp_path / "det")]) == 0
+    assert set(json.load(open(tmp_path / "det" / "metrics.json"))) == set(STAT_NAMES)
+    images = [os.path.join(root, "images", f) for f in ("000000000785.jpg", "000000040083.jpg")]
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"000000000785.jpg": [[280, 40, 230, 350, 0.8], [10, 10, 100, 200]]}))
+    for args, people in ((["--boxes", str(boxes)], [2, 1]), ([], [1, 1])):
+        pred = tmp_path / f"pred{len(args)}"
+        assert cli.main(["predict", "--config", cfg, "--checkpoint", ckpt, "--output-dir", str(pred),
+                         *args, *images]) == 0
+        entries = json.load(open(pred / "predictions.json"))
+        assert [len(e["people"]) for e in entries] == people
+        assert len(entries[0]["people"][0]["keypoints"]) == 17
+        assert os.path.getsize(pred / "000000040083_pose.png") > 0

@@ -57,9 +57,11 @@ class TFPoseConfig(BaseModelConfig):
     loss_heatmap: float = 50.0  # lambda [P]
     # ---- inference ----
     # Un-flip rule of the flip test (fused by averaging [D]): "pixel": x -> (W - 1) / W - x, exact for the
-    # crop geometry (crop pixel index i sits at normalised x = i / W; ``images.flip(-1)`` maps i -> W - 1 - i;
-    # the training flip of mmpose's ``fliplr_joints`` is the same); "unit": x -> 1 - x (mmpose's
-    # ``fliplr_regression(center_x=0.5)`` and Poseur; biased by 1 / W)
+    # engine's flip test (crop pixel i sits at normalised x = i / W and ``images.flip(-1)`` maps i -> W - 1 - i;
+    # tests/test_models_tfpose.py::test_pixel_unflip_is_exact_for_the_engines_flip_test); "unit": x -> 1 - x
+    # (mmpose's ``fliplr_regression(center_x=0.5)`` and Poseur; 1 / W off, so the fused x is biased by half a
+    # crop pixel). The training flip, which mirrors the image before the crop, maps x -> 1 - x in the crop:
+    # it is an augmentation and sets no convention for the test.
     flip_convention: str = "pixel"
     # Instance score [D: TFPose predicts no confidence]: "box": the person box's score (``bbox_score``; the
     # SimpleBaseline rescoring box_score * mean keypoint score with every keypoint score 1) | "one": 1
