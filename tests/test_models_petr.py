@@ -19,14 +19,7 @@ needs_lap = pytest.mark.skipif(not HAS_LAP, reason="posetr.ops.batched_linear_su
 OPS = ["reference", pytest.param("posetr", marks=needs_lap)]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """The tiny models here are latency-bound; one intra-op thread avoids OpenMP spin-waiting, which slows
-    them 10-50x on a shared, oversubscribed 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def tiny_config(**overrides):

@@ -17,13 +17,7 @@ from posetr.models.tfpose.postprocess import unflip_keypoints
 from kernel_agreement import assert_twins_agree_in_float64, weighted_total
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models are latency-bound; one intra-op thread avoids OpenMP spin-waiting on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def tiny_config(**overrides):
