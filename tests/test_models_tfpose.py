@@ -366,7 +366,8 @@ def test_overfit_synthetic_crops_is_coarse_to_fine():
 @pytest.mark.parametrize("name", ["tfpose_r50_coco_256x192", "tfpose_r50_coco_384x288", "tfpose_r18_ablation"])
 def test_recipe_configs_lr_groups_and_cosine_schedule(name):
     """Paper: base lr 4e-3 with a cosine schedule, x0.1 for the transformer (encoder, decoder with its
-    sampling offsets, queries and coordinate MLPs, level embedding); the rest at the base lr."""
+    sampling offsets, queries and coordinate MLPs, level embedding); the rest at the base lr. The crops of
+    the config's size with the full augmentation, evaluation on the detection file with the flip test."""
     import os
 
     from posetr.config import load_config
@@ -375,6 +376,9 @@ def test_recipe_configs_lr_groups_and_cosine_schedule(name):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cfg = load_config(os.path.join(root, "configs", f"{name}.yaml"))
     assert cfg.model.name == "tfpose" and cfg.train.lr_schedule == "cosine"
+    assert cfg.data.input_size == ([384, 288] if "384x288" in name else [256, 192]) and cfg.data.augment == "full"
+    assert not cfg.data.use_gt_bbox and cfg.data.det_file.endswith("COCO_val2017_detections_AP_H_56_person.json")
+    assert cfg.eval.flip_test
     small = dataclasses.replace(cfg.model, backbone_width=8, d_model=32, n_heads=4, dim_feedforward=64)
     model = build_model(small)[0]
     optimizer = build_optimizer(model, cfg.train)
