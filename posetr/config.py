@@ -53,8 +53,9 @@ class TrainConfig:
     lr_linear_proj_names: list[str] = field(default_factory=lambda: ["sampling_offsets", "reference_points"])
     weight_decay: float = 1e-4  # AdamW weight decay
     clip_max_norm: float = 0.1  # gradient clipping by total norm (0 disables)
-    lr_drop: int = 80  # epochs between learning-rate drops (StepLR step size)
-    lr_gamma: float = 0.1  # learning-rate factor at each drop
+    lr_schedule: str = "step"  # "step": x lr_gamma every lr_drop epochs | "cosine": cosine from lr to 0 over epochs
+    lr_drop: int = 80  # epochs between learning-rate drops (StepLR step size; lr_schedule "step")
+    lr_gamma: float = 0.1  # learning-rate factor at each drop (lr_schedule "step")
     amp: bool = False  # bf16 autocast for the forward pass and losses
     seed: int = 42  # every epoch reseeds python/numpy/torch with seed + epoch (exact resume)
     device: str = "auto"  # "auto" (cuda if available, else cpu) | "cpu" | "cuda"

@@ -24,6 +24,16 @@ def shared_data():
     return path
 
 
+@pytest.fixture
+def single_thread():
+    """One intra-op thread for the test: tiny models are latency-bound, and OpenMP spin-waiting slows them
+    10-50x on a shared, oversubscribed 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def devices():
     """Devices to parametrise over: the CPU always, CUDA marked (skipped without a GPU)."""
     return ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]

@@ -12,20 +12,14 @@ from posetr.models.petr import PETRConfig
 from posetr.models.common.kernels import get_kernels
 from posetr.models.petr.matcher import PoseHungarianMatcher, focal_cost, keypoint_l1_cost, pad_targets
 from posetr.ops.reference import pairwise_oks_pytorch
+from kernel_agreement import assert_twins_agree_in_float64, weighted_total
 
 HAS_LAP = hasattr(posetr.ops, "batched_linear_sum_assignment")
 needs_lap = pytest.mark.skipif(not HAS_LAP, reason="posetr.ops.batched_linear_sum_assignment not available")
 OPS = ["reference", pytest.param("posetr", marks=needs_lap)]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """The tiny models here are latency-bound; one intra-op thread avoids OpenMP spin-waiting, which slows
-    them 10-50x on a shared, oversubscribed 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def tiny_config(**overrides):
@@ -56,10 +50,6 @@ def make_batch(people=(2, 1), h=64, w=96):
     return images, masks, targets
 
 
-def total_loss(criterion, losses):
-    return sum(criterion.weight_dict[k] * v for k, v in losses.items() if k in criterion.weight_dict)
-
-
 @pytest.mark.parametrize("ops", OPS)
 def test_forward_backward_shapes_and_gradients(ops):
     torch.manual_seed(0)
@@ -76,7 +66,7 @@ def test_forward_backward_shapes_and_gradients(ops):
     losses = criterion(out, targets)
     assert set(losses) == set(criterion.weight_dict)
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
-    total_loss(criterion, losses).backward()
+    weighted_total(criterion, losses).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing
     model.eval()
@@ -98,7 +88,7 @@ def test_criterion_with_images_without_people(people):
         for k, v in losses.items():
             if "kpt" in k or "oks" in k:
                 assert v == 0, k
-    total_loss(criterion, losses).backward()
+    weighted_total(criterion, losses).backward()
 
 
 def matcher_inputs(B=3, N=40, K=17, seed=0):
@@ -132,31 +122,12 @@ def test_posetr_and_reference_ops_agree_in_float64():
     torch.manual_seed(0)
     model, criterion, post = build_model(tiny_config(ops="posetr"))
     ref_model, ref_criterion, _ = build_model(tiny_config(ops="reference"))
-    # Deformable DETR's initial offsets put encoder samples exactly on pixel centres, where bilinear
-    # sampling has a kink (the kernel and grid_sample take different one-sided gradients): move them off.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("sampling_offsets.bias"):
-                p.add_(torch.rand_like(p) * 0.2 - 0.1)
-    ref_model.load_state_dict(model.state_dict())
-    model.double()
-    ref_model.double()
     images, masks, targets = make_batch()
-    images = images.double()
     for t in targets:
         t["keypoints"], t["area"], t["boxes"] = t["keypoints"].double(), t["area"].double(), t["boxes"].double()
-    out, ref_out = model(images, masks), ref_model(images, masks)
-    for key in ("pred_logits", "pred_keypoints", "pred_keypoints_refined", "pred_heatmap"):
-        torch.testing.assert_close(out[key], ref_out[key], rtol=1e-9, atol=1e-10)
-    losses, ref_losses = criterion(out, targets), ref_criterion(ref_out, targets)
-    assert set(losses) == set(ref_losses)
-    for k in losses:
-        torch.testing.assert_close(losses[k], ref_losses[k], rtol=1e-9, atol=1e-10, msg=k)
-    total_loss(criterion, losses).backward()
-    total_loss(ref_criterion, ref_losses).backward()
-    ref_grads = dict(ref_model.named_parameters())
-    for name, p in model.named_parameters():
-        torch.testing.assert_close(p.grad, ref_grads[name].grad, rtol=1e-7, atol=1e-9, msg=name)
+    assert_twins_agree_in_float64(
+        model, criterion, ref_model, ref_criterion, images, masks, targets,
+        output_keys=("pred_logits", "pred_keypoints", "pred_keypoints_refined", "pred_heatmap"))
 
 
 def test_build_model_errors():
@@ -177,7 +148,7 @@ def test_overfit_two_images_loss_decreases(ops):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     history = []
     for _ in range(40):
-        loss = total_loss(criterion, criterion(model(images, masks), targets))
+        loss = weighted_total(criterion, criterion(model(images, masks), targets))
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)

@@ -18,6 +18,7 @@ from posetr.data.top_down import TopDownKeypoints, instance_target, load_detecti
 from posetr.data.top_down_transforms import (AffineCrop, Cutout, HalfBodyTransform, RandomScaleRotation,
                                              ToCropTarget, TopDownRandomFlip, mirror_matrix)
 from posetr.data.transforms import Compose
+from crop_dots import centroid, paint_dot
 
 COCO = keypoint_info("coco")
 OUT = (192, 256)  # (W, H)
@@ -74,29 +75,13 @@ def test_ground_truth_boxes_are_filtered_and_clipped_as_mmpose(tmp_path):
     assert all(inst["bbox_score"] == 1.0 for inst in ds.instances) and len(ds) == 3 and ds.ids == [1]
 
 
-def _paint_dot(shape, x, y, sigma=2.5):
-    """uint8 image with a Gaussian dot of peak 255 at (x, y) (pixel centres at integers)."""
-    ys, xs = np.mgrid[: shape[0], : shape[1]]
-    dot = 255 * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma ** 2))
-    return np.repeat(dot.round().astype(np.uint8)[..., None], 3, axis=2)
-
-
-def _centroid(crop, near, radius=12):
-    """Intensity centroid (x, y) of the window around ``near`` in crop pixels."""
-    x0, y0 = (int(round(v)) for v in near)
-    window = crop[max(y0 - radius, 0): y0 + radius + 1, max(x0 - radius, 0): x0 + radius + 1, 0].astype(float)
-    ys, xs = np.mgrid[max(y0 - radius, 0): y0 + radius + 1, max(x0 - radius, 0): x0 + radius + 1]
-    ys, xs = ys[: window.shape[0], : window.shape[1]], xs[: window.shape[0], : window.shape[1]]
-    return np.array([(window * xs).sum(), (window * ys).sum()]) / window.sum()
-
-
 @pytest.mark.parametrize("seed,flip", [(0, False), (1, True), (2, True), (3, False)])
 def test_paint_a_dot_lands_where_the_keypoint_says(seed, flip):
     """A dot at the left wrist, warped with a random scale and rotation (and a flip: then it is the right
     wrist), is found within 0.05 crop pixel of the transformed keypoint (seen: <= 0.02; a half-pixel
     convention slip or a flip about W instead of W - 1 moves it by ~0.5-1 pixel)."""
     wrist = np.array([351.3, 207.6])
-    image = _paint_dot((480, 640), *wrist)
+    image = paint_dot((480, 640), *wrist)
     kpts = np.zeros((17, 3), np.float32)
     kpts[9] = [*wrist, 2]
     target = instance_target({"image_id": 1, "bbox": [300.0, 100.0, 120.0, 220.0], "bbox_score": 1.0,
@@ -111,7 +96,7 @@ def test_paint_a_dot_lands_where_the_keypoint_says(seed, flip):
     joint = 10 if flip else 9
     assert out["keypoints"][19 - joint, 2] == 0 and out["keypoints"][joint, 2] == 2
     expected = out["keypoints"][joint, :2]
-    np.testing.assert_allclose(_centroid(crop, expected), expected, atol=0.05)
+    np.testing.assert_allclose(centroid(crop, expected), expected, atol=0.05)
     _, final = ToCropTarget()(crop, out)
     np.testing.assert_allclose(final["keypoints"][joint, :2].numpy() * OUT, expected, rtol=1e-6)
 

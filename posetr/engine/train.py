@@ -77,6 +77,21 @@ def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.AdamW:
     return torch.optim.AdamW(param_groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
 
 
+def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg):
+    """The per-epoch learning-rate schedule of ``train_cfg.lr_schedule``: "step" (StepLR: x ``lr_gamma``
+    every ``lr_drop`` epochs; Deformable DETR, PETR) or "cosine" (CosineAnnealingLR from each group's lr
+    to 0 over ``epochs``; TFPose).
+
+    Raises:
+        ValueError: any other ``lr_schedule``.
+    """
+    if train_cfg.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=train_cfg.lr_drop, gamma=train_cfg.lr_gamma)
+    if train_cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(train_cfg.epochs, 1))
+    raise ValueError(f"train.lr_schedule must be 'step' or 'cosine', got {train_cfg.lr_schedule!r}")
+
+
 def train_one_epoch(model, criterion, loader, optimizer, *, device, epoch: int, clip_max_norm: float,
                     amp: bool = False) -> dict:
     """One pass over ``loader``; returns the mean weighted total loss and the mean of each loss."""
@@ -166,7 +181,7 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
     model.to(device)
     criterion.to(device)
     optimizer = build_optimizer(model, cfg.train)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.train.lr_drop, gamma=cfg.train.lr_gamma)
+    scheduler = build_scheduler(optimizer, cfg.train)
     start_epoch = 0
     if resume is not None:
         start_epoch = load_checkpoint(resume, model=model, optimizer=optimizer, scheduler=scheduler)["epoch"]

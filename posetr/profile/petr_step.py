@@ -10,6 +10,7 @@ import dataclasses
 import torch
 
 from posetr.profile import Case
+from posetr.profile.model_pair import build_model_pair, train_step
 
 IMAGE_SIZE = 512
 NUM_PEOPLE = 3
@@ -32,34 +33,13 @@ def _targets(num_people, size, seed=0):
 
 
 def _setup(device, size=IMAGE_SIZE, **model):
-    from posetr.models import build_model
     from posetr.models.petr import PETRConfig
 
-    cfg = dataclasses.replace(PETRConfig(), dropout=0.0, **model)
-    torch.manual_seed(0)
-    steps = {}
-    state = None
-    for ops in ("posetr", "reference"):
-        model, criterion, _ = build_model(dataclasses.replace(cfg, ops=ops))
-        if state is None:
-            state = model.state_dict()
-        model.load_state_dict(state)
-        steps[ops] = (model.to(device).train(), criterion.to(device))
+    steps = build_model_pair(dataclasses.replace(PETRConfig(), dropout=0.0, **model), device)
     images = torch.randn(1, 3, size, size, device=device)
     masks = torch.zeros(1, size, size, dtype=torch.bool, device=device)
     targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in _targets(NUM_PEOPLE, size).items()}]
     return steps, images, masks, targets
-
-
-def _step(ops):
-    def run(inputs):
-        steps, images, masks, targets = inputs
-        model, criterion = steps[ops]
-        model.zero_grad(set_to_none=True)
-        losses = criterion(model(images, masks), targets)
-        sum(criterion.weight_dict[k] * v for k, v in losses.items() if k in criterion.weight_dict).backward()
-
-    return run
 
 
 def cases(device, quick=False):
@@ -70,5 +50,5 @@ def cases(device, quick=False):
     else:
         shape, setup = f"PETR-R50 1x3x{IMAGE_SIZE}x{IMAGE_SIZE}", lambda: _setup(device)
     return [Case(op="petr_step", shape=f"{shape}, {NUM_PEOPLE} people", mode="train step",
-                 reference_name="ops: reference", setup=setup, posetr=_step("posetr"),
-                 reference=_step("reference"))]
+                 reference_name="ops: reference", setup=setup, posetr=train_step("posetr"),
+                 reference=train_step("reference"))]

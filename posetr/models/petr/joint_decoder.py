@@ -14,42 +14,10 @@ from __future__ import annotations
 import copy
 from typing import Callable
 
-import torch
 from torch import nn
 
-from posetr.models.common.deformable_encoder import FFN
+from posetr.models.common.deformable_decoder import DeformableDecoderLayer, keypoint_mlp
 from posetr.models.common.functional import inverse_sigmoid
-from posetr.models.petr.pose_decoder import keypoint_mlp
-from posetr.ops import MSDeformAttn
-
-
-class JointDecoderLayer(nn.Module):
-    """Forward: tgt Float[B, Q, K, C], query_pos Float[K, C], reference_points Float[B, Q*K, L, 2]
-    (padded-map coordinates), memory Float[B, S, C], spatial_shapes, level_start_index, padding_mask
-    -> Float[B, Q, K, C]."""
-
-    def __init__(self, *, d_model: int, n_levels: int, n_heads: int, n_points: int, dim_feedforward: int,
-                 dropout: float, attn_fn: Callable):
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
-        self.dropout1 = nn.Dropout(dropout)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.cross_attn = MSDeformAttn(
-            d_model=d_model, n_levels=n_levels, n_heads=n_heads, n_points=n_points, attn_fn=attn_fn
-        )
-        self.dropout2 = nn.Dropout(dropout)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.ffn = FFN(d_model=d_model, dim_feedforward=dim_feedforward, dropout=dropout)
-
-    def forward(self, tgt, query_pos, reference_points, memory, spatial_shapes, level_start_index, padding_mask):
-        B, Q, K, C = tgt.shape
-        flat = tgt.reshape(B * Q, K, C)
-        q = flat + query_pos
-        flat = self.norm1(flat + self.dropout1(self.self_attn(q, q, flat, need_weights=False)[0]))
-        query = (flat + query_pos).view(B, Q * K, C)
-        out = self.cross_attn(query, reference_points, memory, spatial_shapes, level_start_index, padding_mask)
-        flat = self.norm2(flat.view(B, Q * K, C) + self.dropout2(out))
-        return self.ffn(flat).view(B, Q, K, C)
 
 
 class JointDecoder(nn.Module):
@@ -60,7 +28,7 @@ class JointDecoder(nn.Module):
     padding_mask -> list (one per layer) of refined keypoints Float[B, Q, K, 2].
     """
 
-    def __init__(self, *, layer: JointDecoderLayer, num_layers: int, d_model: int, num_keypoints: int,
+    def __init__(self, *, layer: DeformableDecoderLayer, num_layers: int, d_model: int, num_keypoints: int,
                  num_kpt_fcs: int):
         super().__init__()
         self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
@@ -88,7 +56,7 @@ class JointDecoder(nn.Module):
 
 def build_joint_decoder(cfg, *, attn_fn: Callable) -> JointDecoder:
     """Joint decoder of ``cfg.joint_dec_layers`` layers (``cfg``: PETRConfig)."""
-    layer = JointDecoderLayer(
+    layer = DeformableDecoderLayer(
         d_model=cfg.d_model, n_levels=cfg.num_feature_levels, n_heads=cfg.n_heads, n_points=cfg.enc_points,
         dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout, attn_fn=attn_fn,
     )

@@ -12,24 +12,11 @@ import copy
 import math
 from typing import Callable
 
-import torch
 from torch import nn
 
-from posetr.models.common.deformable_encoder import FFN
+from posetr.models.common.deformable_decoder import DeformableDecoderLayer, keypoint_mlp
 from posetr.models.common.functional import inverse_sigmoid
 from posetr.models.petr.pose_attention import PoseDeformableAttention
-
-
-def keypoint_mlp(*, d_model: int, hidden: int, num_hidden: int, out: int) -> nn.Sequential:
-    """Linear(d_model, hidden)-ReLU, ``num_hidden`` x (Linear(hidden, hidden)-ReLU), Linear(hidden, out);
-    the last layer starts at zero so the first prediction equals the reference."""
-    layers = [nn.Linear(d_model, hidden), nn.ReLU()]
-    for _ in range(num_hidden):
-        layers += [nn.Linear(hidden, hidden), nn.ReLU()]
-    layers.append(nn.Linear(hidden, out))
-    nn.init.zeros_(layers[-1].weight)
-    nn.init.zeros_(layers[-1].bias)
-    return nn.Sequential(*layers)
 
 
 def class_head(d_model: int, prior_prob: float = 0.01) -> nn.Linear:
@@ -37,32 +24,6 @@ def class_head(d_model: int, prior_prob: float = 0.01) -> nn.Linear:
     head = nn.Linear(d_model, 1)
     nn.init.constant_(head.bias, -math.log((1 - prior_prob) / prior_prob))
     return head
-
-
-class PoseDecoderLayer(nn.Module):
-    """Forward: tgt Float[B, Q, C], query_pos Float[B, Q, C], reference_points Float[B, Q, L, K, 2]
-    (padded-map coordinates), memory Float[B, S, C], spatial_shapes, level_start_index, padding_mask
-    -> Float[B, Q, C]."""
-
-    def __init__(self, *, d_model: int, n_levels: int, n_heads: int, num_keypoints: int, dim_feedforward: int,
-                 dropout: float, attn_fn: Callable):
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
-        self.dropout1 = nn.Dropout(dropout)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.cross_attn = PoseDeformableAttention(
-            d_model=d_model, n_levels=n_levels, n_heads=n_heads, n_points=num_keypoints, attn_fn=attn_fn
-        )
-        self.dropout2 = nn.Dropout(dropout)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.ffn = FFN(d_model=d_model, dim_feedforward=dim_feedforward, dropout=dropout)
-
-    def forward(self, tgt, query_pos, reference_points, memory, spatial_shapes, level_start_index, padding_mask):
-        q = tgt + query_pos
-        tgt = self.norm1(tgt + self.dropout1(self.self_attn(q, q, tgt, need_weights=False)[0]))
-        out = self.cross_attn(tgt + query_pos, reference_points, memory, spatial_shapes, level_start_index,
-                              padding_mask)
-        return self.ffn(self.norm2(tgt + self.dropout2(out)))
 
 
 class PoseDecoder(nn.Module):
@@ -73,7 +34,7 @@ class PoseDecoder(nn.Module):
     padding_mask -> (logits list of Float[B, Q, 1], keypoints list of Float[B, Q, K, 2]), one per layer.
     """
 
-    def __init__(self, *, layer: PoseDecoderLayer, num_layers: int, d_model: int, num_keypoints: int,
+    def __init__(self, *, layer: DeformableDecoderLayer, num_layers: int, d_model: int, num_keypoints: int,
                  kpt_hidden: int, num_kpt_fcs: int):
         super().__init__()
         self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
@@ -101,9 +62,9 @@ class PoseDecoder(nn.Module):
 
 def build_pose_decoder(cfg, *, attn_fn: Callable) -> PoseDecoder:
     """Pose decoder of ``cfg.dec_layers`` layers (``cfg``: PETRConfig)."""
-    layer = PoseDecoderLayer(
-        d_model=cfg.d_model, n_levels=cfg.num_feature_levels, n_heads=cfg.n_heads, num_keypoints=cfg.num_keypoints,
-        dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout, attn_fn=attn_fn,
+    layer = DeformableDecoderLayer(  # self-attention among all queries of an image (tgt [B, Q, C])
+        d_model=cfg.d_model, n_levels=cfg.num_feature_levels, n_heads=cfg.n_heads, n_points=cfg.num_keypoints,
+        dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout, attn_fn=attn_fn, attention=PoseDeformableAttention,
     )
     return PoseDecoder(layer=layer, num_layers=cfg.dec_layers, d_model=cfg.d_model, num_keypoints=cfg.num_keypoints,
                        kpt_hidden=cfg.kpt_branch_hidden, num_kpt_fcs=cfg.num_kpt_fcs)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from posetr.models.petr.pose_decoder import class_head, keypoint_mlp
+from posetr.models.common.deformable_decoder import keypoint_mlp
+from posetr.models.petr.pose_decoder import class_head
 
 
 def proposal_centres(padding_mask: torch.Tensor, spatial_shapes: torch.Tensor):
