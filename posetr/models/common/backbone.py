@@ -188,10 +188,16 @@ def load_torchvision_state_dict(model: ResNet, path: str) -> None:
 
 
 def build_resnet(*, depth: int, width: int, norm: str, pretrained: str | None,
-                 out_indices: tuple[int, ...] = (2, 3, 4), dilate_last: bool = False) -> ResNet:
-    """:class:`ResNet`, loaded from the torchvision state dict at ``pretrained`` when given; a pretrained
-    backbone keeps ``conv1`` and ``layer1`` frozen (DETR), one trained from scratch trains every stage."""
-    model = ResNet(depth=depth, width=width, norm=norm, train_stem=pretrained is None, out_indices=out_indices,
+                 out_indices: tuple[int, ...] = (2, 3, 4), dilate_last: bool = False,
+                 train_stem: bool | None = None) -> ResNet:
+    """:class:`ResNet`, loaded from the torchvision state dict at ``pretrained`` when given.
+
+    ``train_stem`` None: a pretrained backbone keeps ``conv1`` and ``layer1`` frozen (DETR), one trained
+    from scratch trains every stage; True / False overrides that (DETR's own code freezes the stem by
+    parameter name whether or not weights are loaded)."""
+    if train_stem is None:
+        train_stem = pretrained is None
+    model = ResNet(depth=depth, width=width, norm=norm, train_stem=train_stem, out_indices=out_indices,
                    dilate_last=dilate_last)
     if pretrained is not None:
         load_torchvision_state_dict(model, pretrained)
