@@ -77,6 +77,21 @@ def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.AdamW:
     return torch.optim.AdamW(param_groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
 
 
+def build_scheduler(optimizer, train_cfg):
+    """StepLR(``lr_drop``, ``lr_gamma``), or MultiStepLR at the epochs ``lr_milestones`` when given.
+
+    Raises:
+        ValueError: ``lr_milestones`` not ascending positive integers.
+    """
+    milestones = train_cfg.lr_milestones
+    if milestones:
+        if not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in milestones) or \
+                list(milestones) != sorted(set(milestones)):
+            raise ValueError(f"train.lr_milestones must be ascending positive epochs, got {milestones!r}")
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=train_cfg.lr_gamma)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=train_cfg.lr_drop, gamma=train_cfg.lr_gamma)
+
+
 def train_one_epoch(model, criterion, loader, optimizer, *, device, epoch: int, clip_max_norm: float,
                     amp: bool = False) -> dict:
     """One pass over ``loader``; returns the mean weighted total loss and the mean of each loss."""
@@ -146,7 +161,7 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
     model.to(device)
     criterion.to(device)
     optimizer = build_optimizer(model, cfg.train)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.train.lr_drop, gamma=cfg.train.lr_gamma)
+    scheduler = build_scheduler(optimizer, cfg.train)
     start_epoch = 0
     if resume is not None:
         start_epoch = load_checkpoint(resume, model=model, optimizer=optimizer, scheduler=scheduler)["epoch"]
