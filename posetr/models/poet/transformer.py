@@ -19,6 +19,27 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def add_ffn(layer: nn.Module, *, d_model: int, dim_feedforward: int, dropout: float) -> None:
+    """Registers DETR's FFN modules on ``layer`` (``linear1``, ``dropout``, ``linear2``, in DETR's order)."""
+    layer.linear1 = nn.Linear(d_model, dim_feedforward)
+    layer.dropout = nn.Dropout(dropout)
+    layer.linear2 = nn.Linear(dim_feedforward, d_model)
+
+
+def add_sublayer_norms(layer: nn.Module, *, count: int, d_model: int, dropout: float) -> None:
+    """Registers ``norm1`` .. ``norm{count}`` (LayerNorm) then ``dropout1`` .. ``dropout{count}``: the
+    post-norm residual of each sub-layer, DETR's names and order."""
+    for i in range(1, count + 1):
+        setattr(layer, f"norm{i}", nn.LayerNorm(d_model))
+    for i in range(1, count + 1):
+        setattr(layer, f"dropout{i}", nn.Dropout(dropout))
+
+
+def ffn(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """linear2(dropout(relu(linear1(x)))) of a layer set up by :func:`add_ffn` (no residual, no norm)."""
+    return layer.linear2(layer.dropout(F.relu(layer.linear1(x))))
+
+
 class TransformerEncoderLayer(nn.Module):
     """Self-attention (pos added to queries and keys), then an FFN; each with a residual and a LayerNorm
     after it. Forward: src Float[S, B, C], padding_mask Bool[B, S], pos Float[S, B, C] -> Float[S, B, C]."""
@@ -26,19 +47,13 @@ class TransformerEncoderLayer(nn.Module):
     def __init__(self, *, d_model: int, n_heads: int, dim_feedforward: int, dropout: float):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
+        add_ffn(self, d_model=d_model, dim_feedforward=dim_feedforward, dropout=dropout)
+        add_sublayer_norms(self, count=2, d_model=d_model, dropout=dropout)
 
     def forward(self, src, padding_mask, pos):
         q = k = src + pos
         src = self.norm1(src + self.dropout1(self.self_attn(q, k, value=src, key_padding_mask=padding_mask)[0]))
-        ffn = self.linear2(self.dropout(F.relu(self.linear1(src))))
-        return self.norm2(src + self.dropout2(ffn))
+        return self.norm2(src + self.dropout2(ffn(self, src)))
 
 
 class TransformerDecoderLayer(nn.Module):
@@ -52,15 +67,8 @@ class TransformerDecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout)
         self.multihead_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
+        add_ffn(self, d_model=d_model, dim_feedforward=dim_feedforward, dropout=dropout)
+        add_sublayer_norms(self, count=3, d_model=d_model, dropout=dropout)
 
     def forward(self, tgt, memory, padding_mask, pos, query_pos):
         q = k = tgt + query_pos
@@ -68,8 +76,7 @@ class TransformerDecoderLayer(nn.Module):
         attn = self.multihead_attn(query=tgt + query_pos, key=memory + pos, value=memory,
                                    key_padding_mask=padding_mask)[0]
         tgt = self.norm2(tgt + self.dropout2(attn))
-        ffn = self.linear2(self.dropout(F.relu(self.linear1(tgt))))
-        return self.norm3(tgt + self.dropout3(ffn))
+        return self.norm3(tgt + self.dropout3(ffn(self, tgt)))
 
 
 class TransformerEncoder(nn.Module):
