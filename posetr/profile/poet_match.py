@@ -95,11 +95,11 @@ def official_loop_match(outputs: dict, batch, *, cost_class: float, cost_kpts: f
     return [(torch.as_tensor(r, dtype=torch.int64), torch.as_tensor(c, dtype=torch.int64)) for r, c in pairs]
 
 
-def _setup(num_queries, device):
+def _setup(batch, num_queries, max_people, device):
     from posetr.models.poet.codec import batch_targets
 
-    people = torch.randint(0, MAX_PEOPLE + 1, (BATCH,), generator=torch.Generator().manual_seed(1)).tolist()
-    outputs, targets = random_inputs(batch=BATCH, num_queries=num_queries, people=people, device=device)
+    people = torch.randint(0, max_people + 1, (batch,), generator=torch.Generator().manual_seed(1)).tolist()
+    outputs, targets = random_inputs(batch=batch, num_queries=num_queries, people=people, device=device)
     return outputs, batch_targets(targets, num_keypoints=17, visible_threshold=2, class_head="official",
                                   device=device)
 
@@ -115,8 +115,10 @@ def _reference(inputs):
     return official_loop_match(*inputs, **WEIGHTS)
 
 
-def cases(device):
-    """POET matching of 12 images, 0..20 people each, N = 50 and 25 (cost + assignment)."""
-    return [Case(op="poet_match", shape=f"B={BATCH} N={n} M=0..{MAX_PEOPLE}", mode="cost+LAP",
-                 setup=lambda n=n: _setup(n, device), posetr=_posetr, reference=_reference)
-            for n in QUERIES]
+def cases(device, quick=False):
+    """POET matching of 12 images, 0..20 people each, N = 50 and 25 (cost + assignment); ``quick``: 2
+    images, N = 5, 0..3 people (checks the profile, not a number to quote)."""
+    sizes = [(2, 5, 3)] if quick else [(BATCH, n, MAX_PEOPLE) for n in QUERIES]
+    return [Case(op="poet_match", shape=f"B={b} N={n} M=0..{m}", mode="cost+LAP",
+                 setup=lambda b=b, n=n, m=m: _setup(b, n, m, device), posetr=_posetr, reference=_reference)
+            for b, n, m in sizes]
