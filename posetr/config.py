@@ -20,7 +20,8 @@ class DataConfig:
     root: str | None = None  # folder with images/ + annotations/*.json or the COCO 2017 layout; None: synthetic data
     train_split: str = "train"  # split name picking the training annotation file (see posetr.data.coco.resolve_split)
     val_split: str = "val"  # split name of the evaluation annotation file
-    augment: str = "full"  # training augmentation: "full" (bottom-up: flip + multi-scale resize/crop) | "flip" | "none"
+    augment: str = "full"  # training augmentation: "full" (flip + multi-scale resize/crop) | "poet" (POET's:
+    #   flip, rotation, coarse dropout, multi-scale resize/crop; keeps people without keypoints) | "flip" | "none"
     train_sizes: list[int] = field(default_factory=lambda: list(range(480, 801, 32)))  # shorter sides of multi-scale
     test_size: int = 800  # shorter side at test time (and of the fixed resize when augment is "flip"/"none")
     max_size: int = 1333  # longest side after any resize
@@ -53,8 +54,9 @@ class TrainConfig:
     lr_linear_proj_names: list[str] = field(default_factory=lambda: ["sampling_offsets", "reference_points"])
     weight_decay: float = 1e-4  # AdamW weight decay
     clip_max_norm: float = 0.1  # gradient clipping by total norm (0 disables)
-    lr_schedule: str = "step"  # "step": x lr_gamma every lr_drop epochs | "cosine": cosine from lr to 0 over epochs
-    lr_drop: int = 80  # epochs between learning-rate drops (StepLR step size; lr_schedule "step")
+    lr_schedule: str = "step"  # "step": x lr_gamma every lr_drop epochs, or at each of lr_milestones | "cosine": cosine from lr to 0 over epochs
+    lr_drop: int = 80  # epochs between learning-rate drops (StepLR step size; lr_schedule "step" without lr_milestones)
+    lr_milestones: list[int] = field(default_factory=list)  # epochs of the lr drops (MultiStepLR), e.g. [200, 250]
     lr_gamma: float = 0.1  # learning-rate factor at each drop (lr_schedule "step")
     amp: bool = False  # bf16 autocast for the forward pass and losses
     seed: int = 42  # every epoch reseeds python/numpy/torch with seed + epoch (exact resume)

@@ -1,4 +1,4 @@
-"""CLI: train / eval / predict end to end (stand-in model), readable errors, and a short PETR run."""
+"""CLI: train / eval / predict end to end (stand-in model), readable errors, and short PETR and POET runs."""
 import json
 import os
 import subprocess
@@ -16,11 +16,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERFIT = os.path.join(REPO, "configs", "petr_overfit_coco_sample.yaml")
 
 
-def _small_config(tmp_path, model=None, **train):
-    with open(OVERFIT) as f:
+def _small_config(tmp_path, model=None, config=OVERFIT, data=None, **train):
+    with open(config) as f:
         values = yaml.safe_load(f)
     values["model"].update(model or {})
-    values["data"].update(test_size=128, max_size=160, batch_size=2, num_workers=0)
+    values["data"].update(test_size=128, max_size=160, batch_size=2, num_workers=0, **(data or {}))
     values["train"].update(epochs=1, repeats=1, device="cpu", **train)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(values))
@@ -74,13 +74,22 @@ def test_readable_errors(tmp_path, capsys, standin):
     assert "is not a directory" in capsys.readouterr().err
 
 
-def test_short_petr_run_through_the_cli(tmp_path, shared_data):
+TINY = {
+    "petr": (OVERFIT, dict(backbone_width=8, d_model=32, dim_feedforward=64, enc_layers=1, num_queries=10,
+                           kpt_branch_hidden=32, num_detections=10), {}),
+    # POET with its own augmentation (flip, rotation, coarse dropout, multi-scale resize / crop)
+    "poet": (os.path.join(REPO, "configs", "poet_overfit_coco_sample.yaml"),
+             dict(backbone_width=8, d_model=32, dim_feedforward=64, enc_layers=1, dec_layers=2, num_queries=10),
+             dict(augment="poet", train_sizes=[96, 128])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_short_model_run_through_the_cli(tmp_path, shared_data, name):
     """A few iterations of the real model: train -> checkpoint -> metrics.json -> eval -> predict."""
-    pytest.importorskip("posetr.models.petr.model")
+    config, tiny, data = TINY[name]
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    tiny = dict(backbone_width=8, d_model=32, dim_feedforward=64, enc_layers=1, num_queries=10,
-                kpt_branch_hidden=32, num_detections=10)
-    cfg = _small_config(tmp_path, model=tiny)
+    cfg = _small_config(tmp_path, model=tiny, config=config, data=data)
     root = os.path.join(shared_data, "coco_sample")
     out = tmp_path / "out"
 

@@ -13,7 +13,7 @@ from posetr.data.collate import collate
 from posetr.engine import checkpoint as checkpoint_module
 from posetr.engine.checkpoint import load_checkpoint, save_checkpoint
 from posetr.engine.evaluate import coco_keypoint_eval, evaluate
-from posetr.engine.train import build_optimizer, train
+from posetr.engine.train import build_optimizer, build_scheduler, train
 from standin_petr import OracleModel, TinyPostProcessor, build_tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,8 +117,27 @@ def test_optimizer_groups():
     assert all(g["weight_decay"] == 1e-4 for g in opt.param_groups)
 
 
+def test_lr_milestones_give_several_drops():
+    cfg = Config().train
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cfg.lr_milestones = [2, 3]  # POET's paper: x0.1 after 200 and after 250 epochs
+    scheduler = build_scheduler(opt, cfg)
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    assert lrs == pytest.approx([1.0, 1.0, 0.1, 0.01])
+    cfg.lr_milestones = []
+    assert isinstance(build_scheduler(opt, cfg), torch.optim.lr_scheduler.StepLR)
+    cfg.lr_milestones = [5, 3]
+    with pytest.raises(ValueError, match="train.lr_milestones must be ascending"):
+        build_scheduler(opt, cfg)
+
+
 def test_config_files_load():
-    for name in ("petr_r50_coco.yaml", "petr_overfit_coco_sample.yaml"):
+    for name in ("petr_r50_coco.yaml", "petr_overfit_coco_sample.yaml", "poet_r50_coco.yaml",
+                 "poet_r50_coco_paper.yaml", "poet_overfit_coco_sample.yaml"):
         cfg = load_config(os.path.join(REPO, "configs", name))
         assert cfg.model.num_keypoints == 17
     assert load_config(os.path.join(REPO, "configs", "petr_r50_coco.yaml")).train.lr == 2e-4

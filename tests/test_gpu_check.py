@@ -61,7 +61,7 @@ def test_bench_on_cuda_without_cuda_is_one_line(capsys):
 @pytest.mark.parametrize("args,message", [
     (["--device", "cdua"], "--device must be cpu, cuda or cuda:N, got 'cdua'"),
     (["--device", "meta"], "--device must be cpu, cuda or cuda:N, got 'meta'"),
-    (["--ops", "lap", "msda"], "unknown op 'msda' for --ops; choose from ms_deform_attn, emsda, lap, oks, petr_step"),
+    (["--ops", "lap", "msda"], "unknown op 'msda' for --ops; choose from ms_deform_attn, emsda, lap, oks, poet_match, petr_step"),
     (["--repeats", "0"], "--repeats must be at least 1, got 0"),
 ])
 def test_bench_bad_arguments_are_one_line(capsys, args, message):

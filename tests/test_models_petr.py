@@ -10,7 +10,8 @@ import posetr.ops
 from posetr.models import build_model
 from posetr.models.petr import PETRConfig
 from posetr.models.common.kernels import get_kernels
-from posetr.models.petr.matcher import PoseHungarianMatcher, focal_cost, keypoint_l1_cost, pad_targets
+from posetr.models.common.targets import pad_targets
+from posetr.models.petr.matcher import PoseHungarianMatcher, focal_cost, keypoint_l1_cost
 from posetr.ops.reference import pairwise_oks_pytorch
 from kernel_agreement import assert_twins_agree_in_float64, weighted_total
 

@@ -14,10 +14,12 @@ docs/model_interfaces.md (keypoints normalised by the unpadded image size, boxes
 
 The training pipeline follows opera's PETR config (itself DETR's): horizontal flip, then either a
 multi-scale resize (shorter side 480..800 in steps of 32, longer side <= 1333) or resize to
-400/500/600, random crop of 384..600 pixels, multi-scale resize.
+400/500/600, random crop of 384..600 pixels, multi-scale resize. POET's pipeline (``augment="poet"``,
+posetr/data/transforms_poet.py) adds a rotation and coarse dropout.
 """
 from __future__ import annotations
 
+import math
 import random
 from typing import Sequence
 
@@ -130,6 +132,71 @@ def crop(image, target, *, top: int, left: int, height: int, width: int):
     return image.crop((left, top, left + width, top + height)), target
 
 
+def rotate(image, target, *, angle: float):
+    """Rotates the image by ``angle`` degrees counter-clockwise (as seen on screen) about its centre
+    (w / 2, h / 2), keeping its size (corners cut, uncovered pixels black, bilinear; imgaug's
+    ``Affine(rotate=...)`` as used by POET, up to the sign of the angle). Joints follow; labelled joints
+    leaving the image become unlabelled (0, 0, 0); boxes become the box around their rotated corners,
+    clipped to the image; areas are kept (a rotation keeps a person's size)."""
+    w, h = image.size
+    cx, cy = w / 2.0, h / 2.0
+    cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+
+    def forward(x, y):  # y points down: counter-clockwise on screen
+        dx, dy = x - cx, y - cy
+        return cx + cos * dx + sin * dy, cy - sin * dx + cos * dy
+
+    target = dict(target)
+    kpts = target["keypoints"].clone()
+    x, y = forward(kpts[..., 0], kpts[..., 1])
+    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h) & (kpts[..., 2] > 0)
+    kpts[..., 0], kpts[..., 1] = x, y
+    kpts[~inside] = 0.0
+    target["keypoints"] = kpts
+    boxes = target["boxes"]
+    corners_x = boxes[:, [0, 2, 2, 0]]
+    corners_y = boxes[:, [1, 1, 3, 3]]
+    rx, ry = forward(corners_x, corners_y)
+    target["boxes"] = torch.stack([rx.amin(1).clamp(0, w), ry.amin(1).clamp(0, h),
+                                   rx.amax(1).clamp(0, w), ry.amax(1).clamp(0, h)], dim=1)
+    # PIL maps each output pixel centre back to the input: the inverse rotation
+    inverse = (cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy)
+    rotated = image.transform((w, h), Image.Transform.AFFINE, inverse, resample=Image.Resampling.BILINEAR,
+                              fillcolor=(0, 0, 0))
+    return rotated, target
+
+
+class RandomRotation:
+    """With probability ``p`` rotates by an angle drawn from U(-max_degrees, max_degrees) (see :func:`rotate`)."""
+
+    def __init__(self, max_degrees: float, *, p: float = 0.5):
+        self.max_degrees, self.p = max_degrees, p
+
+    def __call__(self, image, target):
+        if random.random() >= self.p:
+            return image, target
+        return rotate(image, target, angle=random.uniform(-self.max_degrees, self.max_degrees))
+
+
+def select_people(target, keep: torch.Tensor):
+    """The target with only the people where ``keep`` (Bool[G]) is True (every per-person field)."""
+    out = dict(target)
+    for key in ("keypoints", "boxes", "area", "labels"):
+        out[key] = target[key][keep]
+    return out
+
+
+class DropPeopleWithoutVisible:
+    """Removes the people without a joint of visibility >= ``min_visibility`` (POET's crop drops the
+    people without a v = 2 joint left in the crop: ``min_visibility=2``)."""
+
+    def __init__(self, min_visibility: int):
+        self.min_visibility = min_visibility
+
+    def __call__(self, image, target):
+        return image, select_people(target, (target["keypoints"][..., 2] >= self.min_visibility).any(dim=1))
+
+
 class RandomSizeCrop:
     """Crops a random region with sides drawn from [min_size, max_size] (clamped to the image)."""
 
@@ -147,33 +214,38 @@ class RandomSizeCrop:
 class ToTensorNormalize:
     """PIL image -> normalised Float[3, H, W]; target -> the contract form (see the module docstring).
 
-    Persons with no labelled keypoint are removed (they carry no pose supervision).
+    Persons with no labelled keypoint are removed (they carry no pose supervision), unless
+    ``keep_unlabelled`` (POET's pipeline keeps them, as its "person without keypoints" class).
     """
 
-    def __init__(self, *, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, *, mean=IMAGENET_MEAN, std=IMAGENET_STD, keep_unlabelled: bool = False):
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
+        self.keep_unlabelled = keep_unlabelled
 
     def __call__(self, image, target):
         w, h = image.size
         pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
         tensor = pixels.view(h, w, 3).permute(2, 0, 1).float().div_(255.0)
         tensor = (tensor - self.mean) / self.std
-        keep = (target["keypoints"][..., 2] > 0).any(dim=1)
+        if not self.keep_unlabelled:
+            target = select_people(target, (target["keypoints"][..., 2] > 0).any(dim=1))
         scale = torch.tensor([w, h], dtype=torch.float32)
-        kpts = target["keypoints"][keep].clone()
+        kpts = target["keypoints"].clone()
         kpts[..., :2] /= scale
-        boxes = target["boxes"][keep]
+        boxes = target["boxes"]
         cxcywh = torch.cat([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], dim=1)
         out = dict(target)
-        out.update(
-            keypoints=kpts,
-            boxes=cxcywh / scale.repeat(2),
-            area=target["area"][keep],
-            labels=target["labels"][keep],
-            size=torch.tensor([h, w], dtype=torch.long),
-        )
+        out.update(keypoints=kpts, boxes=cxcywh / scale.repeat(2), size=torch.tensor([h, w], dtype=torch.long))
         return tensor, out
+
+
+def detr_scale_augment(*, train_sizes: Sequence[int], max_size: int, after_crop=()):
+    """DETR's scale augmentation: with p = 0.5 a multi-scale resize (shorter side from ``train_sizes``,
+    longer <= ``max_size``), else resize to 400/500/600, random crop of 384..600 pixels, the transforms
+    ``after_crop``, then the multi-scale resize."""
+    multi = RandomResize(train_sizes, max_size=max_size)
+    return RandomSelect(multi, Compose([RandomResize([400, 500, 600]), RandomSizeCrop(384, 600), *after_crop, multi]))
 
 
 def build_transforms(*, train: bool, augment: str, flip_index: Sequence[int], test_size: int = 800,
@@ -182,8 +254,10 @@ def build_transforms(*, train: bool, augment: str, flip_index: Sequence[int], te
 
     Args:
         train: training split (random augmentation) or test split (fixed resize to ``test_size``).
-        augment: ``"full"`` (opera PETR: flip + multi-scale resize / crop), ``"flip"`` (flip and a
-            fixed resize) or ``"none"`` (fixed resize only). Ignored when ``train`` is False.
+        augment: ``"full"`` (opera PETR: flip + multi-scale resize / crop), ``"poet"`` (POET: flip,
+            rotation, coarse dropout, multi-scale resize / crop; posetr/data/transforms_poet.py),
+            ``"flip"`` (flip and a fixed resize) or ``"none"`` (fixed resize only). Ignored when ``train``
+            is False.
         flip_index: left/right permutation of the dataset's keypoints.
         test_size, max_size: shorter / longer side limits of the fixed resize (800 / 1333 in PETR).
         train_sizes: shorter-side choices of the multi-scale resize.
@@ -191,17 +265,18 @@ def build_transforms(*, train: bool, augment: str, flip_index: Sequence[int], te
     Raises:
         ValueError: unknown ``augment``.
     """
-    if augment not in ("full", "flip", "none"):
-        raise ValueError(f"build_transforms: augment must be 'full', 'flip' or 'none', got {augment!r}")
+    if augment not in ("full", "poet", "flip", "none"):
+        raise ValueError(f"build_transforms: augment must be 'full', 'poet', 'flip' or 'none', got {augment!r}")
+    if train and augment == "poet":
+        from posetr.data.transforms_poet import poet_train_transforms
+
+        return poet_train_transforms(flip_index=flip_index, max_size=max_size, train_sizes=train_sizes)
     fixed = RandomResize([test_size], max_size=max_size)
     if not train or augment == "none":
         steps = [fixed]
     elif augment == "flip":
         steps = [RandomHorizontalFlip(flip_index=flip_index), fixed]
     else:
-        multi = RandomResize(train_sizes, max_size=max_size)
-        steps = [
-            RandomHorizontalFlip(flip_index=flip_index),
-            RandomSelect(multi, Compose([RandomResize([400, 500, 600]), RandomSizeCrop(384, 600), multi])),
-        ]
+        steps = [RandomHorizontalFlip(flip_index=flip_index),
+                 detr_scale_augment(train_sizes=train_sizes, max_size=max_size)]
     return Compose(steps + [ToTensorNormalize()])

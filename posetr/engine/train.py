@@ -78,15 +78,22 @@ def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.AdamW:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg):
-    """The per-epoch learning-rate schedule of ``train_cfg.lr_schedule``: "step" (StepLR: x ``lr_gamma``
-    every ``lr_drop`` epochs; Deformable DETR, PETR) or "cosine" (CosineAnnealingLR from each group's lr
-    to 0 over ``epochs``; TFPose).
+    """The per-epoch learning-rate schedule of ``train_cfg.lr_schedule``: "step" (x ``lr_gamma`` at each
+    epoch of ``lr_milestones`` (MultiStepLR; POET's paper recipe) or, without milestones, every ``lr_drop``
+    epochs (StepLR; Deformable DETR, PETR)) or "cosine" (CosineAnnealingLR from each group's lr to 0 over
+    ``epochs``; TFPose).
 
     Raises:
-        ValueError: any other ``lr_schedule``.
+        ValueError: any other ``lr_schedule``, or ``lr_milestones`` not ascending positive epochs.
     """
     if train_cfg.lr_schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=train_cfg.lr_drop, gamma=train_cfg.lr_gamma)
+        milestones = train_cfg.lr_milestones
+        if not milestones:
+            return torch.optim.lr_scheduler.StepLR(optimizer, step_size=train_cfg.lr_drop, gamma=train_cfg.lr_gamma)
+        if not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in milestones) or \
+                list(milestones) != sorted(set(milestones)):
+            raise ValueError(f"train.lr_milestones must be ascending positive epochs, got {milestones!r}")
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=train_cfg.lr_gamma)
     if train_cfg.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(train_cfg.epochs, 1))
     raise ValueError(f"train.lr_schedule must be 'step' or 'cosine', got {train_cfg.lr_schedule!r}")

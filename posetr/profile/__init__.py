@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import torch
 
 # Kernel ops, in the order the table lists them; the training steps follow (step_modules()).
-KERNEL_MODULES = ["ms_deform_attn", "emsda", "lap", "oks"]
+KERNEL_MODULES = ["ms_deform_attn", "emsda", "lap", "oks", "poet_match"]
 
 
 @dataclass

@@ -190,10 +190,12 @@ def load_torchvision_state_dict(model: ResNet, path: str) -> None:
 def build_resnet(*, depth: int, width: int, norm: str, pretrained: str | None,
                  out_indices: tuple[int, ...] = (2, 3, 4), dilate_last: bool = False,
                  train_stem: bool | None = None) -> ResNet:
-    """:class:`ResNet`, loaded from the torchvision state dict at ``pretrained`` when given. By default
-    (``train_stem=None``) a pretrained backbone keeps ``conv1`` and ``layer1`` frozen (DETR) and one trained
-    from scratch trains every stage; ``train_stem=True`` trains every stage either way (mmpose's
-    ``frozen_stages=-1``, the top-down models)."""
+    """:class:`ResNet`, loaded from the torchvision state dict at ``pretrained`` when given.
+
+    ``train_stem`` None: a pretrained backbone keeps ``conv1`` and ``layer1`` frozen (DETR) and one trained
+    from scratch trains every stage; True trains every stage either way (mmpose's ``frozen_stages=-1``, the
+    top-down models); False freezes the stem either way (POET: DETR's code freezes it by parameter name
+    whether or not weights are loaded)."""
     if train_stem is None:
         train_stem = pretrained is None
     model = ResNet(depth=depth, width=width, norm=norm, train_stem=train_stem, out_indices=out_indices,
