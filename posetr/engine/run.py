@@ -92,11 +92,16 @@ def run_predict(cfg: Config | None, *, checkpoint: str, images: list[str], outpu
         ValueError: ``boxes`` with a bottom-up model, or ``cfg``'s model differs from the checkpoint's; see
         also :func:`run_eval` and the predict functions.
     """
+    def check_boxes(cfg):  # before reading the checkpoint where the config is given
+        kind = data_kind or _default_data_kind(cfg.model)
+        if boxes is not None and kind != "top_down":
+            raise ValueError("--boxes is for top-down models (person crops); this model finds people itself")
+        return kind, load_boxes(boxes) if boxes is not None else None
+
+    if cfg is not None:
+        check_boxes(cfg)
     cfg, model, postprocessor, device = _load_model(cfg, checkpoint, build_model)
-    kind = data_kind or _default_data_kind(cfg.model)
-    if boxes is not None and kind != "top_down":
-        raise ValueError("--boxes is for top-down models (person crops); this model finds people itself")
-    person_boxes = load_boxes(boxes) if boxes is not None else None
+    kind, person_boxes = check_boxes(cfg)
     info = keypoint_info(cfg.data.dataset)
     if kind == "top_down":
         return predict_images_top_down(model, postprocessor, images, boxes=person_boxes, data_cfg=cfg.data, info=info,
