@@ -1,10 +1,12 @@
 """Command line: ``python -m posetr <command>``.
 
-Commands register themselves in ``COMMANDS`` as (help, add_arguments, run).
+Commands register themselves in ``COMMANDS`` as (help, add_arguments, run). Errors print one line,
+``posetr <command>: error: ...``; ``--debug`` (or ``POSETR_DEBUG=1``) shows the traceback instead.
 """
 import argparse
 import os
 import sys
+import traceback
 
 
 def _add_bench_arguments(parser):
@@ -35,21 +37,27 @@ _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(_
 
 def _add_config_argument(parser, *, checkpoint):
     parser.add_argument("--config", default=None,
-                        help="YAML config (default: configs/petr_overfit_coco_sample.yaml, a small CPU recipe)")
+                        help="YAML config (default: " + ("the config stored in the checkpoint; a given config must "
+                                                         "have the checkpoint's model section" if checkpoint else
+                                                         "configs/petr_overfit_coco_sample.yaml, a small CPU recipe")
+                        + ")")
     parser.add_argument("--data-root", default=None,
                         help="dataset folder: images/ + annotations/*.json or the COCO 2017 layout "
                              "(default: the config's data.root; none there: synthetic stick figures)")
     if checkpoint:
-        parser.add_argument("--checkpoint", required=True, help="checkpoint.pth written by train")
+        parser.add_argument("--checkpoint", required=True, help="last.pth or best.pth written by train")
 
 
 def _load_config(args):
     from posetr.config import load_config
 
     path = args.config
-    if path is None and os.path.isfile(_DEFAULT_CONFIG):
-        path = _DEFAULT_CONFIG
-    cfg = load_config(path)
+    if path is None and getattr(args, "checkpoint", None) is not None:  # eval / predict: the checkpoint's config
+        from posetr.engine.run import config_of_checkpoint
+
+        cfg = config_of_checkpoint(args.checkpoint)
+    else:
+        cfg = load_config(_DEFAULT_CONFIG if path is None and os.path.isfile(_DEFAULT_CONFIG) else path)
     if args.data_root is not None:
         cfg.data.root = args.data_root
     return cfg
@@ -57,31 +65,39 @@ def _load_config(args):
 
 def _add_train_arguments(parser):
     _add_config_argument(parser, checkpoint=False)
-    parser.add_argument("--output-dir", default=None, help="checkpoints and metrics.json (default: train.output_dir)")
-    parser.add_argument("--resume", default=None, help="checkpoint to continue training from")
+    parser.add_argument("--output-dir", default=None,
+                        help="last.pth, best.pth, metrics.json, config.yaml, train.log, epochs.jsonl "
+                             "(default: train.output_dir)")
+    parser.add_argument("--resume", default=None, metavar="CHECKPOINT|auto",
+                        help="checkpoint to continue training from (its lr and schedule continue), or 'auto': "
+                             "the output directory's last.pth if there is one")
 
 
 def _run_train(args):
+    from posetr.engine.evaluate import format_metric
     from posetr.engine.train import train
 
     metrics = train(_load_config(args), output_dir=args.output_dir, resume=args.resume)
     if metrics:
-        print(f"AP {metrics['AP']:.4f}")
+        print(f"AP {format_metric(metrics['AP'])}")
     return 0
 
 
 def _add_eval_arguments(parser):
     _add_config_argument(parser, checkpoint=True)
-    parser.add_argument("--output-dir", default=None, help="where metrics.json goes (default: the checkpoint's folder)")
+    parser.add_argument("--output-dir", default=None,
+                        help="where eval_<checkpoint name>_metrics.json and ..._results.json go "
+                             "(default: the checkpoint's folder)")
 
 
 def _run_eval(args):
-    from posetr.engine.run import run_eval
+    from posetr.engine.evaluate import format_metric
+    from posetr.engine.run import eval_prefix, run_eval
 
     cfg = _load_config(args)
-    metrics = run_eval(cfg, checkpoint=args.checkpoint,
-                       output_dir=args.output_dir or os.path.dirname(os.path.abspath(args.checkpoint)))
-    print(f"AP {metrics['AP']:.4f}")
+    output_dir = args.output_dir or os.path.dirname(os.path.abspath(args.checkpoint))
+    metrics = run_eval(cfg, checkpoint=args.checkpoint, output_dir=output_dir)
+    print(f"AP {format_metric(metrics['AP'])} ({os.path.join(output_dir, eval_prefix(args.checkpoint))}metrics.json)")
     return 0
 
 
@@ -115,16 +131,40 @@ COMMANDS = {
 }
 
 
+_DEBUG_HELP = "show the full traceback of an error (also POSETR_DEBUG=1)"
+
+
+def _error_line(exc: BaseException) -> str:
+    """One line for ``exc``: the message of posetr's and the usual input / OS errors, the type for others."""
+    from posetr.errors import PosetrError
+
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (PosetrError, ValueError, OSError)):
+        return message
+    return f"{type(exc).__name__}: {message} (--debug shows the traceback)"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="posetr", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_arguments, _) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help_text))
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+        add_arguments(command)
     args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("POSETR_DEBUG", "") not in ("", "0")
     try:
         return COMMANDS[args.command][2](args)
-    except (FileNotFoundError, ValueError) as exc:  # bad input: a readable message, not a traceback
-        parser.exit(2, f"posetr {args.command}: error: {exc}\n")
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        parser.exit(130, f"posetr {args.command}: interrupted\n")
+    except Exception as exc:  # one readable line, not a traceback (unless --debug)
+        if debug:
+            traceback.print_exc()
+        code = 2 if isinstance(exc, (ValueError, FileNotFoundError)) else 1
+        parser.exit(code, f"posetr {args.command}: error: {_error_line(exc)}\n")
 
 
 if __name__ == "__main__":

@@ -39,12 +39,12 @@ def test_train_eval_predict_standin(tmp_path, shared_data, standin, capsys):
     out = tmp_path / "out"
     assert cli.main(["train", "--config", cfg, "--data-root", root, "--output-dir", str(out)]) == 0
     assert "AP" in json.load(open(out / "metrics.json"))
-    ckpt = str(out / "checkpoint.pth")
+    ckpt = str(out / "last.pth")
     assert cli.main(["train", "--config", cfg, "--data-root", root, "--output-dir", str(out), "--resume", ckpt]) == 0
     ev = tmp_path / "ev"
     assert cli.main(["eval", "--config", cfg, "--checkpoint", ckpt, "--data-root", root,
                      "--output-dir", str(ev)]) == 0
-    assert json.load(open(ev / "metrics.json")) == json.load(open(out / "metrics.json"))
+    assert json.load(open(ev / "eval_last_metrics.json")) == json.load(open(out / "metrics.json"))
     image = os.path.join(root, "images", "000000000785.jpg")
     pred = tmp_path / "pred"
     assert cli.main(["predict", "--config", cfg, "--checkpoint", ckpt, "--output-dir", str(pred), image]) == 0
@@ -100,7 +100,7 @@ def test_short_model_run_through_the_cli(tmp_path, shared_data, name):
 
     posetr("train", "--config", cfg, "--data-root", root, "--output-dir", str(out))
     assert 0.0 <= json.load(open(out / "metrics.json"))["AP"] <= 1.0
-    posetr("eval", "--config", cfg, "--checkpoint", str(out / "checkpoint.pth"), "--data-root", root)
-    posetr("predict", "--config", cfg, "--checkpoint", str(out / "checkpoint.pth"), "--output-dir",
+    posetr("eval", "--config", cfg, "--checkpoint", str(out / "last.pth"), "--data-root", root)
+    posetr("predict", "--config", cfg, "--checkpoint", str(out / "last.pth"), "--output-dir",
            str(tmp_path / "pred"), os.path.join(root, "images", "000000000785.jpg"))
     assert len(json.load(open(tmp_path / "pred" / "predictions.json"))[0]["people"]) > 0

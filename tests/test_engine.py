@@ -87,9 +87,9 @@ def test_resume_continues_exactly(tmp_path):
     one.train.epochs = 1
     train(one, output_dir=str(tmp_path / "half"), build_model=build_tiny)
     resumed = train(copy.deepcopy(cfg), output_dir=str(tmp_path / "half"), build_model=build_tiny,
-                    resume=str(tmp_path / "half" / "checkpoint.pth"))
-    a = torch.load(tmp_path / "full" / "checkpoint.pth", weights_only=False)
-    b = torch.load(tmp_path / "half" / "checkpoint.pth", weights_only=False)
+                    resume=str(tmp_path / "half" / "last.pth"))
+    a = torch.load(tmp_path / "full" / "last.pth", weights_only=True)
+    b = torch.load(tmp_path / "half" / "last.pth", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k

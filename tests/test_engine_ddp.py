@@ -27,4 +27,4 @@ def test_two_process_gloo_training(tmp_path):
         assert torch.equal(a[k], b[k]), k
     start = build_tiny(Config().model)[0].state_dict()
     assert any(not torch.equal(a[k], start[k]) for k in a)  # and they trained
-    assert os.path.isfile(tmp_path / "metrics.json") and os.path.isfile(tmp_path / "checkpoint.pth")
+    assert os.path.isfile(tmp_path / "metrics.json") and os.path.isfile(tmp_path / "last.pth")

@@ -431,10 +431,10 @@ def test_cli_train_eval_predict(shared_data, tmp_path):
     metrics = json.load(open(out / "metrics.json"))
     assert set(metrics) == set(STAT_NAMES) and 0 <= metrics["AP"] <= 1
     assert len(json.load(open(out / "results.json"))) == 12  # one person per ground-truth crop
-    ckpt = str(out / "checkpoint.pth")
+    ckpt = str(out / "last.pth")
     assert cli.main(["eval", "--config", cfg, "--checkpoint", ckpt, "--data-root", root,
                      "--output-dir", str(tmp_path / "gt")]) == 0
-    assert json.load(open(tmp_path / "gt" / "metrics.json")) == metrics
+    assert json.load(open(tmp_path / "gt" / "eval_last_metrics.json")) == metrics
     ann = json.load(open(os.path.join(root, "annotations", "person_keypoints_sample.json")))
     det_file = tmp_path / "det.json"
     det_file.write_text(json.dumps([{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9}
@@ -442,7 +442,7 @@ def test_cli_train_eval_predict(shared_data, tmp_path):
     det_cfg = _tiny_cli_config(tmp_path, "det.yaml", use_gt_bbox=False, det_file=str(det_file))
     assert cli.main(["eval", "--config", det_cfg, "--checkpoint", ckpt, "--data-root", root,
                      "--output-dir", str(tmp_path / "det")]) == 0
-    assert set(json.load(open(tmp_path / "det" / "metrics.json"))) == set(STAT_NAMES)
+    assert set(json.load(open(tmp_path / "det" / "eval_last_metrics.json"))) == set(STAT_NAMES)
     images = [os.path.join(root, "images", f) for f in ("000000000785.jpg", "000000040083.jpg")]
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"000000000785.jpg": [[280, 40, 230, 350, 0.8], [10, 10, 100, 200]]}))

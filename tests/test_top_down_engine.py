@@ -121,7 +121,7 @@ def test_train_and_eval_top_down_from_python(shared_data, tmp_path):
     cfg.train.epochs, cfg.train.device = 1, "cpu"
     metrics = train(cfg, output_dir=str(tmp_path), build_model=build_tiny_top_down, data_kind="top_down")
     assert set(metrics) == set(STAT_NAMES) and 0 <= metrics["AP"] <= 1
-    again = run_eval(cfg, checkpoint=str(tmp_path / "checkpoint.pth"), output_dir=str(tmp_path / "ev"),
+    again = run_eval(cfg, checkpoint=str(tmp_path / "last.pth"), output_dir=str(tmp_path / "ev"),
                      build_model=build_tiny_top_down, data_kind="top_down")
     assert again == metrics
 
@@ -139,7 +139,7 @@ def test_cli_train_eval_predict_top_down(shared_data, tmp_path, top_down_standin
     cfg = _top_down_yaml(tmp_path)
     assert cli.main(["train", "--config", cfg, "--data-root", root, "--output-dir", str(out)]) == 0
     assert set(json.load(open(out / "metrics.json"))) == set(STAT_NAMES)
-    ckpt = str(out / "checkpoint.pth")
+    ckpt = str(out / "last.pth")
     ann = json.load(open(os.path.join(root, "annotations", "person_keypoints_sample.json")))
     det_file = tmp_path / "det.json"
     det_file.write_text(json.dumps([{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9}
@@ -147,7 +147,7 @@ def test_cli_train_eval_predict_top_down(shared_data, tmp_path, top_down_standin
     det_cfg = _top_down_yaml(tmp_path, use_gt_bbox=False, det_file=str(det_file))
     assert cli.main(["eval", "--config", det_cfg, "--checkpoint", ckpt, "--data-root", root,
                      "--output-dir", str(tmp_path / "ev")]) == 0
-    assert set(json.load(open(tmp_path / "ev" / "metrics.json"))) == set(STAT_NAMES)
+    assert set(json.load(open(tmp_path / "ev" / "eval_last_metrics.json"))) == set(STAT_NAMES)
     image = os.path.join(root, "images", "000000000785.jpg")
     other = os.path.join(root, "images", "000000040083.jpg")
     boxes = tmp_path / "boxes.json"

@@ -1,60 +1,212 @@
-"""Checkpoints: model, optimizer, scheduler, epoch and config in one file, written atomically."""
+"""Checkpoints: model, optimizer, scheduler, epoch, best AP and the run's config (plain dicts) in one file.
+
+Writing is atomic and durable: a temporary file in the same folder (``.<name>-*.tmp``), fsync, then
+``os.replace``, so the path always holds either the previous or the new complete checkpoint; the file gets
+the mode a plain ``open`` would give (``0o666 & ~umask``), and temporary files a killed save left behind
+are removed by the next save. Reading never runs code: ``torch.load(weights_only=True)`` accepts tensors,
+plain containers, numbers and strings only, and anything else is refused (:class:`CheckpointError`).
+"""
 from __future__ import annotations
 
+import glob
 import os
+import pickle
 import tempfile
+import zipfile
+
+import dataclasses
 
 import torch
 
+from posetr.config import Config, config_from_dict
 from posetr.engine.distributed import unwrap
+from posetr.errors import CheckpointError
+
+_LEGACY_TMP = ".checkpoint-*.tmp"  # the temporary files of posetr versions before last.pth / best.pth
+_SHOWN = 3  # keys named per kind of mismatch
 
 
-def save_checkpoint(path: str, *, model, optimizer, scheduler, epoch: int, config: dict) -> None:
-    """Writes the checkpoint of the state after ``epoch`` completed epochs to ``path``.
+def _tmp_prefix(path: str) -> str:
+    return f".{os.path.basename(path)}-"
 
-    The file is written to a temporary file in the same folder and moved into place with
-    ``os.replace``, so ``path`` always holds either the previous or the new complete checkpoint.
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_tmp(path: str) -> None:
+    """Deletes the temporary files a killed save of ``path`` (or of an older posetr) left in its folder."""
+    folder = os.path.dirname(path)
+    for pattern in (glob.escape(_tmp_prefix(path)) + "*.tmp", _LEGACY_TMP):
+        for stale in glob.glob(os.path.join(glob.escape(folder), pattern)):
+            try:
+                os.remove(stale)
+            except FileNotFoundError:
+                pass
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows: folders cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: str, *, model, optimizer, scheduler, epoch: int, config: dict,
+                    best_ap: float | None = None) -> None:
+    """Writes the checkpoint of the state after ``epoch`` completed epochs to ``path``, atomically.
+
+    Args:
+        config: the run's configuration as plain dicts (``posetr.config.config_to_dict``).
+        best_ap: the best AP of the run so far (None: not evaluated yet); ``train --resume`` continues it.
+
+    Raises:
+        OSError: the folder cannot be written (the previous file at ``path`` is left as it was).
     """
     state = {
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "epoch": epoch,
+        "best_ap": best_ap,
         "config": config,
     }
-    folder = os.path.dirname(os.path.abspath(path))
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".checkpoint-", suffix=".tmp")
+    _remove_stale_tmp(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_tmp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
+            f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp creates 0o600
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    _fsync_dir(folder)
 
 
-def load_checkpoint(path: str, *, model, optimizer=None, scheduler=None) -> dict:
-    """Loads ``path`` into ``model`` (and ``optimizer`` / ``scheduler`` when given); returns the dict.
+def _unsafe_reason(exc: Exception) -> str:
+    """The line of torch's weights-only error that names what was refused (e.g. ``GLOBAL posix.system``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    return (named or lines[-1:] or [type(exc).__name__])[0]
+
+
+def read_checkpoint(path: str, *, mmap: bool = False) -> dict:
+    """The contents of the posetr checkpoint ``path``, loaded with ``torch.load(weights_only=True)``.
+
+    Args:
+        mmap: map the tensors instead of reading them (cheap when only the config or epoch is needed).
 
     Raises:
-        FileNotFoundError: no such file. RuntimeError: not a posetr checkpoint or incompatible weights.
+        FileNotFoundError: no such file.
+        CheckpointError: not a PyTorch zip checkpoint (corrupt, truncated or another format); holds an
+            object other than tensors, plain containers, numbers and strings (refused, never unpickled);
+            or not a posetr checkpoint (no ``model`` entry).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"cannot read checkpoint {path!r}: not a PyTorch checkpoint (no zip archive; "
+                              "the file is corrupt, truncated or of another format)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises several types for a corrupt file
-        raise RuntimeError(f"cannot read checkpoint {path!r}: {exc}") from None
-    if not isinstance(state, dict) or "model" not in state:
-        raise RuntimeError(f"{path!r} is not a posetr checkpoint (no 'model' entry)")
-    try:
-        unwrap(model).load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise RuntimeError(f"checkpoint {path!r} does not fit the configured model: {exc}") from None
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load checkpoint {path!r}: it holds a pickled object other than tensors, plain "
+            f"containers, numbers and strings ({_unsafe_reason(exc)}); posetr loads checkpoints with "
+            "torch.load(weights_only=True) and never runs code from them") from None
+    except Exception as exc:  # torch raises several types for a damaged archive
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"cannot read checkpoint {path!r} (corrupt or truncated?): {first}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{path!r} is not a posetr checkpoint (no 'model' entry with the weights)")
+    return state
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > _SHOWN else "")
+
+
+def describe_mismatch(model_state: dict, checkpoint_state: dict) -> str | None:
+    """What keeps ``checkpoint_state`` from loading into a model with ``model_state`` (the first few
+    missing keys, unexpected keys and shape mismatches), or None when it fits."""
+    missing = [k for k in model_state if k not in checkpoint_state]
+    unexpected = [k for k in checkpoint_state if k not in model_state]
+    shapes = [f"{k} {list(checkpoint_state[k].shape)} in the checkpoint, {list(v.shape)} in the model"
+              for k, v in model_state.items()
+              if k in checkpoint_state and hasattr(v, "shape") and hasattr(checkpoint_state[k], "shape")
+              and checkpoint_state[k].shape != v.shape]
+    parts = [f"{what}: {_names(keys)}" for what, keys in
+             (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if keys]
+    return "; ".join(parts) or None
+
+
+def load_checkpoint(path: str, *, model, optimizer=None, scheduler=None, state: dict | None = None) -> dict:
+    """Loads ``path`` into ``model`` (and ``optimizer`` / ``scheduler`` when given); returns the dict.
+
+    Args:
+        state: the contents of ``path`` when already read (:func:`read_checkpoint`).
+
+    Raises:
+        FileNotFoundError: no such file. CheckpointError: see :func:`read_checkpoint`, or weights that do
+        not fit ``model`` (names the first few missing / unexpected keys and shape mismatches).
+    """
+    state = read_checkpoint(path) if state is None else state
+    target = unwrap(model)
+    mismatch = describe_mismatch(target.state_dict(), state["model"])
+    if mismatch is not None:
+        raise CheckpointError(f"checkpoint {path!r} does not fit the configured model: {mismatch}")
+    target.load_state_dict(state["model"])
     if optimizer is not None and state.get("optimizer") is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler") is not None:
         scheduler.load_state_dict(state["scheduler"])
     return state
+
+
+# model fields that only say how the weights were initialised before training: a checkpoint's weights replace them
+_INIT_ONLY = ("pretrained_backbone",)
+
+
+def checkpoint_config(state: dict, path: str) -> Config:
+    """The run configuration stored in the checkpoint contents ``state`` (read from ``path``).
+
+    Raises:
+        CheckpointError: no config in it, or one this posetr version does not accept.
+    """
+    values = state.get("config")
+    if not isinstance(values, dict):
+        raise CheckpointError(f"checkpoint {path!r} holds no config: pass --config")
+    try:
+        return config_from_dict(values)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {path!r}: its config is not valid here ({exc}); pass --config") from None
+
+
+def check_same_model(cfg: Config, saved: Config, path: str) -> None:
+    """Refuses a ``cfg`` whose model section differs from ``saved`` (the checkpoint's), naming the first
+    differing key; ``pretrained_backbone`` (initialisation only) may differ.
+
+    Raises:
+        ValueError: a differing ``model.<key>``.
+    """
+    ours, theirs = dataclasses.asdict(cfg.model), dataclasses.asdict(saved.model)
+    for key in list(theirs) + [k for k in ours if k not in theirs]:
+        if key not in _INIT_ONLY and ours.get(key) != theirs.get(key):
+            raise ValueError(f"--config's model.{key} is {ours.get(key)!r} but checkpoint {path!r} was trained "
+                             f"with model.{key} {theirs.get(key)!r} (leave out --config to use the checkpoint's)")

@@ -9,9 +9,11 @@ import os
 
 import numpy as np
 import torch
+from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from posetr.engine.distributed import all_gather_object, is_main_process
+from posetr.engine.run_records import progress
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
@@ -27,23 +29,36 @@ def coco_keypoint_eval(coco_gt, results: list[dict], *, sigmas, image_ids=None) 
         image_ids: images to evaluate (default: every image of ``coco_gt``).
 
     Returns:
-        ``({"AP": ..., "AP50": ..., ..., "ARl": ...}, summary text)``; all zeros without results.
+        ``({"AP": ..., "AP50": ..., ..., "ARl": ...}, summary text)``; a metric COCOeval cannot define
+        (its -1: no ground truth in that area range) is None (null in metrics.json), never 0.
     """
     image_ids = sorted(coco_gt.getImgIds()) if image_ids is None else sorted(image_ids)
-    if not results:
-        return {name: 0.0 for name in STAT_NAMES}, "no detections"
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
-        coco_dt = coco_gt.loadRes(results)
+        coco_dt = coco_gt.loadRes(results) if results else _no_detections(coco_gt)
         evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")
         evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
         evaluator.params.imgIds = image_ids
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    stats = {name: float(max(value, 0.0)) for name, value in zip(STAT_NAMES, evaluator.stats)}
+    stats = {name: float(value) if value >= 0 else None for name, value in zip(STAT_NAMES, evaluator.stats)}
     summary = "\n".join(line for line in text.getvalue().splitlines() if "Average" in line)
-    return stats, summary
+    return stats, summary if results else "no detections\n" + summary
+
+
+def _no_detections(coco_gt):
+    """An empty pycocotools results set on ``coco_gt``'s images (``loadRes`` refuses an empty list)."""
+    coco_dt = COCO()
+    coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "categories": list(coco_gt.dataset["categories"]),
+                       "annotations": []}
+    coco_dt.createIndex()
+    return coco_dt
+
+
+def format_metric(value) -> str:
+    """A metric for the console: ``0.1234``, or ``undefined`` for None (COCOeval's -1)."""
+    return "undefined" if value is None else f"{value:.4f}"
 
 
 def to_coco_results(image_ids, results, *, category_id: int = 1) -> list[dict]:
@@ -62,7 +77,7 @@ def predict_dataset(model, postprocessor, loader, *, device, amp: bool = False) 
     """COCO results of every image in ``loader`` (this process's share)."""
     model.eval()
     out = []
-    for images, masks, targets in loader:
+    for images, masks, targets in progress(loader, desc="eval", enabled=is_main_process()):
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             outputs = model(images.to(device), masks.to(device))
         orig_sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
@@ -73,12 +88,13 @@ def predict_dataset(model, postprocessor, loader, *, device, amp: bool = False) 
 
 
 def evaluate(model, postprocessor, loader, *, device, output_dir: str | None = None,
-             amp: bool = False) -> dict:
+             amp: bool = False, prefix: str = "") -> dict:
     """Runs the model on ``loader`` (a loader of a :class:`~posetr.data.coco.CocoKeypoints`), gathers
     the results of every process and evaluates them on the main process.
 
-    Writes ``results.json`` (COCO results) and ``metrics.json`` (``STAT_NAMES``) to ``output_dir``
-    when given. Returns the metrics on the main process, ``{}`` on the others.
+    Writes ``<prefix>results.json`` (COCO results) and ``<prefix>metrics.json`` (``STAT_NAMES``; null where
+    COCOeval gives -1) to ``output_dir`` when given. Returns the metrics on the main process, ``{}`` on the
+    others.
     """
     dataset = loader.dataset
     local = predict_dataset(model, postprocessor, loader, device=device, amp=amp)
@@ -90,20 +106,21 @@ def evaluate(model, postprocessor, loader, *, device, output_dir: str | None = N
         for image_id in sorted({r["image_id"] for r in part} - seen):
             results += [r for r in part if r["image_id"] == image_id]
             seen.add(image_id)
-    return score_results(dataset, results, output_dir=output_dir)
+    return score_results(dataset, results, output_dir=output_dir, prefix=prefix)
 
 
-def score_results(dataset, results: list[dict], *, output_dir: str | None = None) -> dict:
+def score_results(dataset, results: list[dict], *, output_dir: str | None = None, prefix: str = "") -> dict:
     """COCOeval of ``results`` (COCO results format) on every image of ``dataset`` (a
     :class:`~posetr.data.coco.CocoKeypoints` or a subclass) with its sigmas; prints the summary and writes
-    ``results.json`` and ``metrics.json`` (``STAT_NAMES``) to ``output_dir`` when given."""
+    ``<prefix>results.json`` and ``<prefix>metrics.json`` (``STAT_NAMES``, null where undefined) to
+    ``output_dir`` when given."""
     metrics, summary = coco_keypoint_eval(dataset.coco, results, sigmas=dataset.info.sigmas,
                                           image_ids=dataset.ids)
     print(summary)
     if output_dir is not None:
         os.makedirs(output_dir, exist_ok=True)
-        with open(os.path.join(output_dir, "results.json"), "w") as f:
+        with open(os.path.join(output_dir, f"{prefix}results.json"), "w") as f:
             json.dump(results, f)
-        with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+        with open(os.path.join(output_dir, f"{prefix}metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)
     return metrics

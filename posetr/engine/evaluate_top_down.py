@@ -9,6 +9,7 @@ import torch
 from posetr.engine.distributed import all_gather_object, is_main_process
 from posetr.engine.evaluate import score_results
 from posetr.engine.pose_nms import oks_nms
+from posetr.engine.run_records import progress
 
 
 def targets_to(targets: list[dict], device) -> list[dict]:
@@ -36,7 +37,7 @@ def predict_crops(model, postprocessor, loader, *, device, amp: bool = False, fl
     ``scale_w * scale_h`` (pixels^2, mmpose's area for OKS-NMS)."""
     model.eval()
     records = []
-    for images, masks, targets in loader:
+    for images, masks, targets in progress(loader, desc="eval", enabled=is_main_process()):
         results = infer_crops(model, postprocessor, images, masks, targets, device=device, amp=amp,
                               flip_test=flip_test)
         for target, result in zip(targets, results):
@@ -65,14 +66,14 @@ def nms_to_coco_results(records: list[dict], *, sigmas, threshold: float, catego
 
 
 def evaluate_top_down(model, postprocessor, loader, *, device, output_dir: str | None = None, amp: bool = False,
-                      flip_test: bool = False, nms_threshold: float = 0.9) -> dict:
+                      flip_test: bool = False, nms_threshold: float = 0.9, prefix: str = "") -> dict:
     """Runs the model on the crops of ``loader`` (a loader of a
     :class:`~posetr.data.top_down.TopDownKeypoints` with :func:`~posetr.data.collate.collate_crops`),
     gathers every process's records, keeps each crop once, applies OKS-NMS per image and evaluates on the
     main process.
 
-    Writes ``results.json`` and ``metrics.json`` to ``output_dir`` when given. Returns the metrics on the
-    main process, ``{}`` on the others.
+    Writes ``<prefix>results.json`` and ``<prefix>metrics.json`` (null where COCOeval gives -1) to
+    ``output_dir`` when given. Returns the metrics on the main process, ``{}`` on the others.
     """
     dataset = loader.dataset
     local = predict_crops(model, postprocessor, loader, device=device, amp=amp, flip_test=flip_test)
@@ -86,4 +87,4 @@ def evaluate_top_down(model, postprocessor, loader, *, device, output_dir: str |
     records = [unique[i] for i in sorted(unique)]
     results = nms_to_coco_results(records, sigmas=dataset.info.sigmas, threshold=nms_threshold,
                                   category_id=dataset.category_id)
-    return score_results(dataset, results, output_dir=output_dir)
+    return score_results(dataset, results, output_dir=output_dir, prefix=prefix)

@@ -1,26 +1,29 @@
 """Training loop: AdamW with lower lr for backbone and sampling offsets, gradient clipping, step
-schedule, optional bf16 autocast, tqdm progress, atomic checkpoints with exact resume, DDP via torchrun,
-and a COCOeval at the end (``metrics.json``)."""
+schedule, optional bf16 autocast, progress (tqdm on a terminal, plain lines otherwise), atomic checkpoints
+(``last.pth``, ``best.pth`` by AP) with exact resume, run records (config.yaml, train.log, epochs.jsonl),
+DDP via torchrun, and a COCOeval at the end (``metrics.json``)."""
 from __future__ import annotations
 
 import math
 import os
 import random
+import sys
 import time
 
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler, RandomSampler
-from tqdm import tqdm
 
 from posetr.config import Config, config_to_dict
 from posetr.data.build import build_dataset, collate_for
 from posetr.data.keypoints import keypoint_info
 from posetr.data.synthetic import write_synthetic_coco
-from posetr.engine.checkpoint import load_checkpoint, save_checkpoint
+from posetr.engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from posetr.engine.distributed import barrier, init_distributed, is_main_process
-from posetr.engine.evaluate import evaluate
+from posetr.engine.evaluate import evaluate, format_metric
 from posetr.engine.evaluate_top_down import evaluate_top_down
+from posetr.engine.run_records import RunRecords, prepare_output_dir, progress
+from posetr.errors import RunStateError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -106,7 +109,7 @@ def train_one_epoch(model, criterion, loader, optimizer, *, device, epoch: int, 
     criterion.train()
     sums: dict[str, float] = {}
     steps = 0
-    bar = tqdm(loader, desc=f"epoch {epoch}", disable=not is_main_process(), dynamic_ncols=True)
+    bar = progress(loader, desc=f"epoch {epoch}", enabled=is_main_process())
     for images, masks, targets in bar:
         images, masks = images.to(device), masks.to(device)
         targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
@@ -143,14 +146,52 @@ def _default_data_kind(model_cfg) -> str:
     return model_data_kind(model_cfg.name)
 
 
-def evaluate_kind(kind: str, model, postprocessor, loader, *, eval_cfg, device, output_dir, amp: bool) -> dict:
+def evaluate_kind(kind: str, model, postprocessor, loader, *, eval_cfg, device, output_dir, amp: bool,
+                  prefix: str = "") -> dict:
     """:func:`~posetr.engine.evaluate.evaluate` (bottom-up) or
     :func:`~posetr.engine.evaluate_top_down.evaluate_top_down` (top-down, with ``eval_cfg.flip_test`` and
-    ``eval_cfg.oks_nms_threshold``)."""
+    ``eval_cfg.oks_nms_threshold``); ``prefix`` starts the names of the files written to ``output_dir``."""
     if kind == "top_down":
         return evaluate_top_down(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp,
-                                 flip_test=eval_cfg.flip_test, nms_threshold=eval_cfg.oks_nms_threshold)
-    return evaluate(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp)
+                                 flip_test=eval_cfg.flip_test, nms_threshold=eval_cfg.oks_nms_threshold,
+                                 prefix=prefix)
+    return evaluate(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp, prefix=prefix)
+
+
+LAST_CHECKPOINT = "last.pth"  # the state after the latest saved epoch (train --resume auto continues it)
+BEST_CHECKPOINT = "best.pth"  # the state after the epoch with the best AP so far
+
+
+def _resume_state(resume: str | None, output_dir: str, cfg: Config) -> tuple[str | None, dict | None]:
+    """``(path, contents)`` of the checkpoint to resume from (``(None, None)``: a new run); ``"auto"``
+    means ``output_dir/last.pth`` if it exists. Prints a one-line warning when the config's ``train.lr``
+    differs from the checkpoint's: the checkpoint's optimizer and schedule continue (its lr is used).
+
+    Raises:
+        RunStateError: a checkpoint holding weights only (no epoch / optimizer state).
+    """
+    if resume == "auto":
+        resume = os.path.join(output_dir, LAST_CHECKPOINT)
+        if not os.path.isfile(resume):
+            print(f"--resume auto: no {LAST_CHECKPOINT} in {output_dir}: starting a new run", flush=True)
+            return None, None
+    if resume is None:
+        return None, None
+    state = read_checkpoint(resume)
+    if not isinstance(state.get("epoch"), int) or state.get("optimizer") is None:
+        raise RunStateError(f"checkpoint {resume!r} holds weights only (no 'epoch' and optimizer state): it cannot "
+                            "be resumed")
+    saved_lr = (state.get("config") or {}).get("train", {}).get("lr")
+    if saved_lr is not None and saved_lr != cfg.train.lr:
+        print(f"warning: train.lr is {cfg.train.lr:g} in the config but {saved_lr:g} in {resume!r}: resuming keeps "
+              "the checkpoint's learning rate and schedule (start a new run to change them)", file=sys.stderr,
+              flush=True)
+    return resume, state
+
+
+def _ap(metrics: dict) -> float:
+    ap = metrics.get("AP")
+    return -math.inf if ap is None else ap
 
 
 def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = None,
@@ -159,12 +200,23 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
 
     Args:
         cfg: the configuration (``cfg.data.root`` None: synthetic data).
-        output_dir: overrides ``cfg.train.output_dir``.
-        resume: checkpoint to continue from (model, optimizer, scheduler, epoch).
+        output_dir: overrides ``cfg.train.output_dir``; gets ``last.pth`` (every ``checkpoint_every`` epochs
+            and after the last), ``best.pth`` (the evaluated epoch with the best AP), ``metrics.json`` /
+            ``results.json`` (the latest evaluation) and the run records of
+            :class:`~posetr.engine.run_records.RunRecords` (config.yaml, train.log, epochs.jsonl).
+        resume: checkpoint to continue from (model, optimizer, scheduler, epoch, best AP), or ``"auto"``:
+            ``output_dir/last.pth`` when it exists. The checkpoint's learning rate and schedule continue;
+            a different ``train.lr`` in ``cfg`` only prints a warning. A checkpoint that already completed
+            ``train.epochs`` epochs trains nothing: that is printed and ``{}`` returned.
         build_model: ``model config -> (model, criterion, postprocessor)``; default
             ``posetr.models.build_model``.
         data_kind: "bottom_up" (whole images) or "top_down" (person crops); default the ``DATA_KIND`` of
             model ``cfg.model.name`` (``posetr.models.model_data_kind``).
+
+    Raises:
+        ValueError: ``train.epochs`` below 1, or other invalid settings. NotADirectoryError /
+            PermissionError: ``output_dir`` cannot be created or written. posetr.errors.CheckpointError /
+            RunStateError: a ``resume`` checkpoint that cannot be read or continued (see ``_resume_state``).
 
     Every epoch starts by seeding python/numpy/torch with ``seed + epoch``, so a run resumed from a
     checkpoint continues exactly as the uninterrupted run would have (same device and process count).
@@ -173,13 +225,27 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
     kind = data_kind or _default_data_kind(cfg.model)
     collate = collate_for(kind)
     output_dir = output_dir or cfg.train.output_dir
+    if cfg.train.epochs < 1:
+        raise ValueError(f"train.epochs must be at least 1, got {cfg.train.epochs}: nothing to train")
     check_keypoints(cfg)
     device = resolve_device(cfg.train.device)
     rank, world_size = init_distributed(device)
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", torch.cuda.current_device())
     if is_main_process():
-        os.makedirs(output_dir, exist_ok=True)
+        output_dir = prepare_output_dir(output_dir)
+    barrier()
+    with RunRecords(output_dir, cfg, enabled=is_main_process()) as records:
+        return _train(cfg, output_dir=output_dir, resume=resume, build_model=build_model, kind=kind,
+                      collate=collate, device=device, world_size=world_size, records=records)
+
+
+def _train(cfg: Config, *, output_dir, resume, build_model, kind, collate, device, world_size, records) -> dict:
+    resume, state = _resume_state(resume, output_dir, cfg)
+    if state is not None and state["epoch"] >= cfg.train.epochs:
+        print(f"nothing to train: {resume} already completed {state['epoch']} epochs and train.epochs is "
+              f"{cfg.train.epochs} (raise train.epochs to train further)", flush=True)
+        return {}
     seed_everything(cfg.train.seed)
     root = resolve_data_root(cfg, output_dir)
     train_set = build_dataset(cfg.data, root=root, split=cfg.data.train_split, train=True, kind=kind)
@@ -189,9 +255,12 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
     criterion.to(device)
     optimizer = build_optimizer(model, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train)
-    start_epoch = 0
-    if resume is not None:
-        start_epoch = load_checkpoint(resume, model=model, optimizer=optimizer, scheduler=scheduler)["epoch"]
+    start_epoch, best_ap = 0, None
+    if state is not None:
+        load_checkpoint(resume, model=model, optimizer=optimizer, scheduler=scheduler, state=state)
+        start_epoch, best_ap = state["epoch"], state.get("best_ap")
+        print(f"resuming {resume} after epoch {start_epoch - 1} (best AP so far: {format_metric(best_ap)})",
+              flush=True)
     if world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
 
@@ -203,7 +272,7 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
                             num_workers=workers)
 
     metrics: dict = {}
-    ckpt_path = os.path.join(output_dir, "checkpoint.pth")
+    config = config_to_dict(cfg)
     start = time.perf_counter()
     for epoch in range(start_epoch, cfg.train.epochs):
         seed_everything(cfg.train.seed + epoch)
@@ -211,20 +280,31 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
             train_sampler.set_epoch(epoch)
         loader = DataLoader(repeated, batch_size=cfg.data.batch_size, collate_fn=collate, num_workers=workers,
                             sampler=train_sampler or RandomSampler(repeated), drop_last=False)
+        lr = optimizer.param_groups[-1]["lr"]
         stats = train_one_epoch(model, criterion, loader, optimizer, device=device, epoch=epoch,
                                 clip_max_norm=cfg.train.clip_max_norm, amp=cfg.train.amp)
         scheduler.step()
-        last = epoch + 1 == cfg.train.epochs
-        if is_main_process() and (last or (epoch + 1) % max(cfg.train.checkpoint_every, 1) == 0):
-            save_checkpoint(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1,
-                            config=config_to_dict(cfg))
         if is_main_process():
             print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in stats.items())
                   + f" ({time.perf_counter() - start:.0f} s)", flush=True)
+        last = epoch + 1 == cfg.train.epochs
+        evaluated = {}
         if last or (cfg.train.eval_every > 0 and (epoch + 1) % cfg.train.eval_every == 0):
-            metrics = evaluate_kind(kind, model, postprocessor, val_loader, eval_cfg=cfg.eval, device=device,
-                                    output_dir=output_dir, amp=cfg.train.amp)
-            if is_main_process():
-                print(f"epoch {epoch}: AP {metrics['AP']:.4f}", flush=True)
+            metrics = evaluated = evaluate_kind(kind, model, postprocessor, val_loader, eval_cfg=cfg.eval,
+                                                device=device, output_dir=output_dir, amp=cfg.train.amp)
+        if is_main_process():
+            improved = bool(evaluated) and _ap(evaluated) > _ap({"AP": best_ap})
+            if improved:
+                best_ap = evaluated["AP"]
+            if evaluated:
+                print(f"epoch {epoch}: AP {format_metric(evaluated['AP'])}"
+                      + (f" (best so far: {BEST_CHECKPOINT})" if improved else ""), flush=True)
+            saved = dict(model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1, config=config,
+                         best_ap=best_ap)
+            if last or (epoch + 1) % max(cfg.train.checkpoint_every, 1) == 0:
+                save_checkpoint(os.path.join(output_dir, LAST_CHECKPOINT), **saved)
+            if improved:
+                save_checkpoint(os.path.join(output_dir, BEST_CHECKPOINT), **saved)
+            records.epoch(epoch, losses=stats, lr=lr, seconds=time.perf_counter() - start, metrics=evaluated)
         barrier()
     return metrics
