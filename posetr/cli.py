@@ -39,6 +39,9 @@ def _add_config_argument(parser, *, checkpoint):
     parser.add_argument("--data-root", default=None,
                         help="dataset folder: images/ + annotations/*.json or the COCO 2017 layout "
                              "(default: the config's data.root; none there: synthetic stick figures)")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides over the file, values in YAML, validated like the file "
+                             "(e.g. --set train.epochs=5 model.num_queries=100; put image files before --set)")
     if checkpoint:
         parser.add_argument("--checkpoint", required=True, help="checkpoint.pth written by train")
 
@@ -49,7 +52,7 @@ def _load_config(args):
     path = args.config
     if path is None and os.path.isfile(_DEFAULT_CONFIG):
         path = _DEFAULT_CONFIG
-    cfg = load_config(path)
+    cfg = load_config(path, overrides=args.overrides)
     if args.data_root is not None:
         cfg.data.root = args.data_root
     return cfg

@@ -201,22 +201,60 @@ def config_to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def load_config(path: str | None) -> Config:
-    """Config from a YAML file (``None``: the defaults).
+def apply_overrides(values: dict | None, overrides) -> dict:
+    """``values`` (nested dicts, as read from YAML) with each ``"section.key=value"`` of ``overrides`` set,
+    the value parsed as YAML (``train.epochs=5``, ``data.train_sizes=[480, 512]``, ``data.root=null``).
 
     Raises:
-        FileNotFoundError: no such file. ValueError: invalid YAML, unknown keys or wrong types.
+        ValueError: an override without ``=`` or a dotted key, a value that is not valid YAML, or a key path
+            through a value that is not a section.
     """
-    if path is None:
-        return Config()
-    try:
-        with open(path) as f:
-            values = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"config file {path!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"config file {path!r} is not valid YAML: {exc}") from None
+    values = dict(values or {})
+    for item in overrides or ():
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) < 2 or not all(parts):
+            raise ValueError(f"config override {item!r} must be section.key=value (e.g. train.epochs=5)")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config override {item!r}: the value is not valid YAML: {exc}") from None
+        section = values
+        for i, part in enumerate(parts[:-1]):
+            child = section.get(part)
+            if child is None:
+                child = {}
+            elif not isinstance(child, dict):
+                raise ValueError(f"config override {item!r}: {'.'.join(parts[:i + 1])} is not a section")
+            section[part] = child = dict(child)
+            section = child
+        section[parts[-1]] = value
+    return values
+
+
+def load_config(path: str | None, overrides=None) -> Config:
+    """Config from a YAML file (``None``: the defaults) with ``overrides`` (``["train.epochs=5", ...]``,
+    see :func:`apply_overrides`) on top, validated as a whole.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: invalid YAML, unknown keys, wrong types or values out
+            of range (the message names the key path and the file, or "--set" for an override).
+    """
+    values = None
+    if path is not None:
+        try:
+            with open(path) as f:
+                values = yaml.safe_load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file {path!r} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {path!r} is not valid YAML: {exc}") from None
+    if overrides:
+        if values is not None and not isinstance(values, dict):
+            raise ValueError(f"{path}: config: the top level must be a mapping, got {values!r:.80}")
+        values = apply_overrides(values, overrides)
     try:
         return config_from_dict(values)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        source = ", ".join(x for x in (path, "--set" if overrides else None) if x)
+        raise ValueError(f"{source}: {exc}" if source else str(exc)) from None
