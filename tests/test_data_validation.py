@@ -121,3 +121,19 @@ def test_decompression_bomb_named(tmp_path, coco_sample, monkeypatch):
 def test_real_samples_still_load():
     ds = CocoKeypoints(os.path.dirname(COCO_ANN).replace("annotations", "images"), COCO_ANN)
     assert len(ds) == 4 and ds[0][1]["keypoints"].shape[1:] == (17, 3)
+
+
+@pytest.mark.parametrize("kind", ["bottom_up", "top_down"])
+@pytest.mark.parametrize("area", [float("nan"), -1.0])
+def test_eval_ground_truth_validated(tmp_path, coco_sample, kind, area):
+    """#14 item 4: evaluation's ground truth (the eval dataset's ``coco``, fed to COCOeval) is checked too."""
+    from posetr.config import DataConfig
+    from posetr.data.build import build_dataset
+
+    ann = first_person(coco_sample)
+    dataset = edit(coco_sample, _set("area", area))
+    (tmp_path / "annotations").mkdir()
+    write(tmp_path, dataset)
+    os.replace(tmp_path / "ann.json", tmp_path / "annotations" / "person_keypoints_val.json")
+    with pytest.raises(DataError, match=f"annotation {ann['id']} \\(image {ann['image_id']}\\): 'area'"):
+        build_dataset(DataConfig(), root=str(tmp_path), split="val", train=False, kind=kind)
