@@ -44,6 +44,9 @@ def _add_config_argument(parser, *, checkpoint):
     parser.add_argument("--data-root", default=None,
                         help="dataset folder: images/ + annotations/*.json or the COCO 2017 layout "
                              "(default: the config's data.root; none there: synthetic stick figures)")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides over the file, values in YAML, validated like the file "
+                             "(e.g. --set train.epochs=5 model.num_queries=100; put image files before --set)")
     if checkpoint:
         parser.add_argument("--checkpoint", required=True, help="last.pth or best.pth written by train")
 
@@ -53,11 +56,18 @@ def _load_config(args):
 
     path = args.config
     if path is None and getattr(args, "checkpoint", None) is not None:  # eval / predict: the checkpoint's config
+        from posetr.config import apply_overrides, config_from_dict, config_to_dict
         from posetr.engine.run import config_of_checkpoint
 
         cfg = config_of_checkpoint(args.checkpoint)
+        if args.overrides:
+            try:
+                cfg = config_from_dict(apply_overrides(config_to_dict(cfg), args.overrides))
+            except ValueError as exc:
+                raise ValueError(f"--set: {exc}") from None
     else:
-        cfg = load_config(_DEFAULT_CONFIG if path is None and os.path.isfile(_DEFAULT_CONFIG) else path)
+        cfg = load_config(_DEFAULT_CONFIG if path is None and os.path.isfile(_DEFAULT_CONFIG) else path,
+                          overrides=args.overrides)
     if args.data_root is not None:
         cfg.data.root = args.data_root
     return cfg

@@ -7,6 +7,7 @@ The defaults of ``data`` and ``train`` are the PETR-R50 COCO recipe (opera
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 
 import yaml
@@ -82,6 +83,61 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+def _at_least(low):
+    return lambda v: v >= low, f">= {low}"
+
+
+def _fraction(v) -> bool:
+    return 0 <= v <= 1
+
+
+_POSITIVE = (lambda v: v > 0, "> 0")
+_FRACTION = (_fraction, "in [0, 1]")
+# Ranges of values (list fields: of each element) by "section.key"; the types come from the defaults and
+# the dataclass annotations. train.epochs may be 0 (the trainer says that nothing is trained).
+_RANGES = {
+    "train.epochs": _at_least(0), "train.repeats": _at_least(1), "train.lr": _POSITIVE,
+    "train.lr_drop": _at_least(1), "train.lr_milestones": _at_least(1), "train.lr_gamma": _POSITIVE,
+    "train.weight_decay": _at_least(0), "train.clip_max_norm": _at_least(0), "train.lr_backbone_mult": _at_least(0),
+    "train.lr_linear_proj_mult": _at_least(0), "train.checkpoint_every": _at_least(1),
+    "train.eval_every": _at_least(0),
+    "data.batch_size": _at_least(1), "data.num_workers": _at_least(0), "data.synthetic_images": _at_least(1),
+    "data.train_sizes": _at_least(1), "data.test_size": _at_least(1), "data.max_size": _at_least(1),
+    "data.input_size": _at_least(1), "data.bbox_padding": _POSITIVE, "data.half_body_prob": _FRACTION,
+    "data.half_body_min_joints": _at_least(0), "data.scale_factor": _at_least(0),
+    "data.rotation_factor": _at_least(0), "data.rotation_prob": _FRACTION, "data.det_score_threshold": _FRACTION,
+    "eval.draw_threshold": _FRACTION, "eval.oks_nms_threshold": _FRACTION,
+    "model.num_queries": _at_least(1), "model.num_keypoints": _at_least(1), "model.d_model": _at_least(1),
+    "model.n_heads": _at_least(1), "model.dim_feedforward": _at_least(1), "model.num_detections": _at_least(1),
+    "model.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"), "model.enc_layers": _at_least(0),
+    "model.dec_layers": _at_least(1),
+}
+_NON_EMPTY = {"data.train_sizes", "data.input_size", "train.lr_linear_proj_names"}
+
+
+def _check_range(where: str, value) -> None:
+    """ValueError naming ``where`` when ``value`` (each element of a list) breaks its rule in ``_RANGES``."""
+    if isinstance(value, list) and where in _NON_EMPTY and not value:
+        raise ValueError(f"config: {where} must be a non-empty list")
+    if where not in _RANGES or value is None:
+        return
+    ok, rule = _RANGES[where]
+    for v in value if isinstance(value, list) else [value]:
+        if not ok(v):
+            raise ValueError(f"config: {where} must be {rule}, got {value!r}")
+
+
+def _check_list(where: str, hint, value):
+    """``value`` as a list of the element type of ``hint`` (``list[int]`` ...); ValueError otherwise."""
+    if not isinstance(value, list):
+        raise ValueError(f"config: {where} must be a list, got {value!r}")
+    (element,) = typing.get_args(hint) or (None,)
+    if element in (int, float, str, bool):
+        default = {int: 0, float: 0.0, str: "", bool: False}[element]
+        value = [_check_value(f"{where}[{i}]", default, v) for i, v in enumerate(value)]
+    return value
+
+
 def _check_value(where: str, default, value):
     """``value`` converted to the kind of ``default``; ValueError naming ``where`` otherwise."""
     if default is None or value is None:
@@ -111,6 +167,7 @@ def _build(cls, values, prefix: str):
         where = f"section {prefix!r}" if prefix else "the top level"
         raise ValueError(f"config: unknown key(s) {unknown} in {where}; known keys: {sorted(fields)}")
     obj = cls()
+    hints = typing.get_type_hints(cls)
     for name, value in values.items():
         where = f"{prefix}.{name}" if prefix else name
         current = getattr(obj, name)
@@ -120,8 +177,13 @@ def _build(cls, values, prefix: str):
             setattr(obj, name, _build(model_config_class(model_name), value, where))
         elif dataclasses.is_dataclass(current):
             setattr(obj, name, _build(type(current), value or {}, where))
+        elif isinstance(current, list):
+            setattr(obj, name, _check_list(where, hints.get(name), value))
         else:
             setattr(obj, name, _check_value(where, current, value))
+        if not dataclasses.is_dataclass(getattr(obj, name)):
+            section = "model" if where.startswith("model.") else where.rsplit(".", 1)[0]
+            _check_range(f"{section}.{name}", getattr(obj, name))
     return obj
 
 
@@ -129,7 +191,8 @@ def config_from_dict(values: dict) -> Config:
     """Config with ``values`` (nested dicts by section) over the defaults.
 
     Raises:
-        ValueError: unknown section or key, or a value of the wrong type.
+        ValueError: unknown section or key (its path named), a value of the wrong type (also a list
+            element), or out of its range (``_RANGES``: e.g. ``train.lr > 0``, ``model.num_queries >= 1``).
     """
     return _build(Config, values or {}, "")
 
@@ -138,22 +201,60 @@ def config_to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def load_config(path: str | None) -> Config:
-    """Config from a YAML file (``None``: the defaults).
+def apply_overrides(values: dict | None, overrides) -> dict:
+    """``values`` (nested dicts, as read from YAML) with each ``"section.key=value"`` of ``overrides`` set,
+    the value parsed as YAML (``train.epochs=5``, ``data.train_sizes=[480, 512]``, ``data.root=null``).
 
     Raises:
-        FileNotFoundError: no such file. ValueError: invalid YAML, unknown keys or wrong types.
+        ValueError: an override without ``=`` or a dotted key, a value that is not valid YAML, or a key path
+            through a value that is not a section.
     """
-    if path is None:
-        return Config()
-    try:
-        with open(path) as f:
-            values = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"config file {path!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"config file {path!r} is not valid YAML: {exc}") from None
+    values = dict(values or {})
+    for item in overrides or ():
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) < 2 or not all(parts):
+            raise ValueError(f"config override {item!r} must be section.key=value (e.g. train.epochs=5)")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config override {item!r}: the value is not valid YAML: {exc}") from None
+        section = values
+        for i, part in enumerate(parts[:-1]):
+            child = section.get(part)
+            if child is None:
+                child = {}
+            elif not isinstance(child, dict):
+                raise ValueError(f"config override {item!r}: {'.'.join(parts[:i + 1])} is not a section")
+            section[part] = child = dict(child)
+            section = child
+        section[parts[-1]] = value
+    return values
+
+
+def load_config(path: str | None, overrides=None) -> Config:
+    """Config from a YAML file (``None``: the defaults) with ``overrides`` (``["train.epochs=5", ...]``,
+    see :func:`apply_overrides`) on top, validated as a whole.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: invalid YAML, unknown keys, wrong types or values out
+            of range (the message names the key path and the file, or "--set" for an override).
+    """
+    values = None
+    if path is not None:
+        try:
+            with open(path) as f:
+                values = yaml.safe_load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file {path!r} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {path!r} is not valid YAML: {exc}") from None
+    if overrides:
+        if values is not None and not isinstance(values, dict):
+            raise ValueError(f"{path}: config: the top level must be a mapping, got {values!r:.80}")
+        values = apply_overrides(values, overrides)
     try:
         return config_from_dict(values)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        source = ", ".join(x for x in (path, "--set" if overrides else None) if x)
+        raise ValueError(f"{source}: {exc}" if source else str(exc)) from None

@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from pycocotools.coco import COCO
 
 from posetr.data.keypoints import keypoint_info
+from posetr.data.validation import DataError, safe_image_path, validate_dataset
 
 
 def resolve_split(root: str, split: str) -> tuple[str, str]:
@@ -62,7 +63,9 @@ def load_coco(ann_file: str, *, box_area: bool = False) -> COCO:
     """pycocotools ``COCO`` of ``ann_file``; ``box_area`` sets each missing ``area`` to the box w*h.
 
     Raises:
-        ValueError: the file is not valid JSON or lacks ``images`` / ``annotations`` / ``categories``.
+        ValueError: the file is not valid JSON or lacks ``images`` / ``annotations`` / ``categories``;
+            DataError (a ValueError): an annotation without ``image_id`` / ``keypoints`` / ``bbox`` /
+            ``area`` (the message says that ``data.dataset: crowdpose`` supplies box areas).
     """
     try:
         with open(ann_file) as f:
@@ -79,8 +82,12 @@ def load_coco(ann_file: str, *, box_area: bool = False) -> COCO:
                 raise ValueError(f"annotation file {ann_file!r}: annotation {ann.get('id')} has no {key!r}")
         if "area" not in ann:
             if not box_area:
-                raise ValueError(f"annotation file {ann_file!r}: annotation {ann.get('id')} has no 'area'")
-            ann["area"] = float(ann["bbox"][2] * ann["bbox"][3])
+                raise DataError(f"annotation file {ann_file!r}: annotation {ann.get('id')} (image "
+                                f"{ann.get('image_id')}) has no 'area'; CrowdPose files have none: set "
+                                "'data.dataset: crowdpose', which uses the box w*h as the area")
+            bbox = ann["bbox"]
+            if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox):
+                ann["area"] = float(bbox[2] * bbox[3])  # else validate_dataset names the bad bbox
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):
@@ -103,8 +110,10 @@ class CocoKeypoints(torch.utils.data.Dataset):
     annotations (``iscrowd``) are skipped.
 
     Raises:
-        FileNotFoundError: missing folder or file. ValueError: malformed annotations, or keypoint count
-        mismatch. RuntimeError (from ``__getitem__``): an image that cannot be read or decoded.
+        FileNotFoundError: missing folder or file. ValueError: malformed annotations (DataError, by the
+        rules of posetr/data/validation.py: also evaluation's ground truth), or keypoint count mismatch.
+        RuntimeError (from ``__getitem__``): an image that cannot be read or decoded, or a decompression
+        bomb (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` allows).
     """
 
     def __init__(self, image_dir: str, ann_file: str, *, dataset: str = "coco", transforms=None,
@@ -126,17 +135,21 @@ class CocoKeypoints(torch.utils.data.Dataset):
                 f"annotation file {ann_file!r} has {len(person[0]['keypoints'])} keypoints per person but "
                 f"dataset {dataset!r} expects {self.info.num_keypoints}"
             )
+        validate_dataset(self.coco.dataset, num_keypoints=self.info.num_keypoints, ann_file=ann_file)
+        for image_id, image in self.coco.imgs.items():
+            safe_image_path(image_dir, image["file_name"], ann_file=ann_file, image_id=image_id)
         self.ids = sorted(self.coco.imgs)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def load_image(self, image_id: int) -> Image.Image:
-        path = os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
+        path = safe_image_path(self.image_dir, self.coco.imgs[image_id]["file_name"], ann_file=self.ann_file,
+                               image_id=image_id)
         try:
             with Image.open(path) as im:
                 return im.convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise RuntimeError(f"cannot read image {path!r} (image id {image_id}): {exc}") from None
 
     def load_target(self, image_id: int, *, width: int, height: int) -> dict:
