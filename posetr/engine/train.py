@@ -21,6 +21,7 @@ from posetr.engine.checkpoint import load_checkpoint, save_checkpoint
 from posetr.engine.distributed import barrier, init_distributed, is_main_process
 from posetr.engine.evaluate import evaluate
 from posetr.engine.evaluate_top_down import evaluate_top_down
+from posetr.models.common.pretrained import check_backbone_init
 
 
 def resolve_device(name: str) -> torch.device:
@@ -162,13 +163,20 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
         output_dir: overrides ``cfg.train.output_dir``.
         resume: checkpoint to continue from (model, optimizer, scheduler, epoch).
         build_model: ``model config -> (model, criterion, postprocessor)``; default
-            ``posetr.models.build_model``.
+            ``posetr.models.build_model``, after
+            :func:`~posetr.models.common.pretrained.check_backbone_init` (``model.backbone_init``).
         data_kind: "bottom_up" (whole images) or "top_down" (person crops); default the ``DATA_KIND`` of
             model ``cfg.model.name`` (``posetr.models.model_data_kind``).
 
     Every epoch starts by seeding python/numpy/torch with ``seed + epoch``, so a run resumed from a
     checkpoint continues exactly as the uninterrupted run would have (same device and process count).
+
+    Raises:
+        ValueError: ``model.backbone_init: imagenet`` without ``model.pretrained_backbone`` (and the other
+            config errors of the data, model and schedule builders).
     """
+    if build_model is None:  # the configured model: its backbone weights must be given (or scratch said)
+        check_backbone_init(cfg.model)
     build_model = build_model or _default_build
     kind = data_kind or _default_data_kind(cfg.model)
     collate = collate_for(kind)

@@ -36,7 +36,8 @@ class PETRConfig(BaseModelConfig):
     backbone_depth: int = 50  # ResNet depth: 18 | 34 (BasicBlock) or 50 (Bottleneck)
     backbone_width: int = 64  # channels of the stem; 64 is torchvision's ResNet (narrower: a tiny model from scratch)
     backbone_norm: str = "frozen_bn"  # "frozen_bn" (DETR, for pretrained weights) | "batch" | "group" (from scratch)
-    pretrained_backbone: str | None = None  # path to a torchvision ResNet state dict (.pth); never downloaded
+    backbone_init: str = "imagenet"  # "imagenet" (official): training needs pretrained_backbone; "scratch": random
+    pretrained_backbone: str | None = None  # torchvision / mmdet / mmpose ResNet weights (.pth); never downloaded
     # ---- transformer ----
     d_model: int = 256  # hidden size of encoder, decoders and heads
     n_heads: int = 8  # attention heads (deformable and self-attention)
