@@ -22,6 +22,8 @@ class DataConfig:
     val_split: str = "val"  # split name of the evaluation annotation file
     augment: str = "full"  # training augmentation: "full" (flip + multi-scale resize/crop) | "poet" (POET's:
     #   flip, rotation, coarse dropout, multi-scale resize/crop; keeps people without keypoints) | "flip" | "none"
+    train_images: str = "with_person"  # training images kept: "with_person" (mmdet's filter_empty_gt, opera:
+    #   any person annotation) | "with_labelled_person" (a person with a labelled joint: the paper's 57K) | "all"
     train_sizes: list[int] = field(default_factory=lambda: list(range(480, 801, 32)))  # shorter sides of multi-scale
     test_size: int = 800  # shorter side at test time (and of the fixed resize when augment is "flip"/"none")
     max_size: int = 1333  # longest side after any resize
