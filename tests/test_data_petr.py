@@ -1,5 +1,6 @@
-"""PETR's official training data (opera / mmdet): which images are kept, and samples rejected by a crop or a
-rotation that leaves no person are redrawn from the same aspect-ratio group."""
+"""PETR's official training data (opera / mmdet): which images are kept, samples rejected by a crop or a
+rotation that leaves no person are redrawn from the same aspect-ratio group, batches of one aspect-ratio
+group (also across processes), evaluation one image at a time, and the optional linear lr scaling."""
 import json
 import os
 import random
@@ -8,10 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from posetr.config import DataConfig
+from posetr.config import Config, DataConfig
 from posetr.data.build import build_dataset
 from posetr.data.coco import CocoKeypoints
+from posetr.data.sampler import AspectRatioGroupSampler
 from posetr.data.transforms import RandomRotation, RandomSizeCrop, rotate
+from posetr.engine import train as train_module
+from posetr.engine.train import build_optimizer, train
+from standin_petr import build_tiny
 
 
 def _person(image_id, ann_id, *, joints=((20.0, 20.0),), crowd=0, bbox=(10, 10, 30, 30)):
@@ -138,3 +143,66 @@ def test_rotation_rejects_when_every_joint_leaves():
     empty["keypoints"].zero_()
     random.seed(0)
     assert all(transform(image, empty) is not None for _ in range(20))
+
+
+def test_group_sampler_batches_hold_one_aspect_group():
+    groups = [0, 1, 1, 0, 1, 1, 1, 0, 1]  # 3 portrait, 6 landscape
+    sampler = AspectRatioGroupSampler(groups, batch_size=2, seed=3)
+    indices = list(sampler)
+    assert len(indices) == len(sampler) == 10  # each group padded to a multiple of 2 (3 -> 4, 6 -> 6)
+    assert set(indices) == set(range(9))
+    assert all(groups[a] == groups[b] for a, b in zip(indices[0::2], indices[1::2]))
+    assert list(sampler) == indices  # same epoch, same order
+    sampler.set_epoch(1)
+    assert list(sampler) != indices
+
+
+def test_group_sampler_splits_across_processes_like_distributed_sampler():
+    groups = [i % 3 == 0 for i in range(23)]
+    shares = [list(AspectRatioGroupSampler(groups, batch_size=2, num_replicas=3, rank=r, seed=0)) for r in range(3)]
+    assert len({len(s) for s in shares}) == 1 and len(shares[0]) % 2 == 0
+    assert set().union(*map(set, shares)) == set(range(23))  # every item seen, padding repeats only
+    for share in shares:
+        assert all(groups[a] == groups[b] for a, b in zip(share[0::2], share[1::2]))
+    exact = [list(AspectRatioGroupSampler([0] * 12, batch_size=2, num_replicas=3, rank=r)) for r in range(3)]
+    assert sorted(sum(exact, [])) == list(range(12))  # no padding needed: disjoint shares
+    with pytest.raises(ValueError, match="rank"):
+        AspectRatioGroupSampler(groups, batch_size=2, num_replicas=2, rank=2)
+
+
+def _record_batches(monkeypatch, seen):
+    """train_one_epoch replaced by one that records the (h, w) of every batch's images."""
+    def fake_epoch(model, criterion, loader, optimizer, **kwargs):
+        seen.append([[tuple(t["orig_size"].tolist()) for t in targets] for _, _, targets in loader])
+        return {}
+
+    monkeypatch.setattr(train_module, "train_one_epoch", fake_epoch)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # the recorded epochs take no step
+def test_training_batches_are_grouped_and_evaluation_runs_one_image_at_a_time(mixed, tmp_path, monkeypatch):
+    cfg = Config()
+    cfg.data.root, cfg.data.augment, cfg.data.test_size, cfg.data.max_size = mixed, "none", 48, 64
+    cfg.data.num_workers, cfg.data.train_images = 0, "all"
+    cfg.train.epochs, cfg.train.repeats, cfg.train.device = 2, 3, "cpu"
+    batches, eval_batch_sizes = [], []
+    _record_batches(monkeypatch, batches)
+    monkeypatch.setattr(train_module, "evaluate_kind",
+                        lambda kind, model, post, loader, **kw: eval_batch_sizes.append(loader.batch_size) or {"AP": 0.0})
+    train(cfg, output_dir=str(tmp_path), build_model=build_tiny)
+    for epoch in batches:
+        assert sum(len(b) for b in epoch) == 16  # 12 landscape + 3 portrait padded to 4
+        assert all(len({h > w for h, w in batch}) == 1 for batch in epoch)  # (h, w): one orientation per batch
+    assert eval_batch_sizes == [1]
+    assert Config().eval.batch_size == 1
+
+
+def test_lr_scales_with_the_total_batch_only_when_asked():
+    model = torch.nn.Linear(2, 2)
+    cfg = Config().train
+    assert build_optimizer(model, cfg, total_batch=8).param_groups[0]["lr"] == pytest.approx(2e-4)
+    cfg.lr_scale_batch = True
+    assert build_optimizer(model, cfg, total_batch=8).param_groups[0]["lr"] == pytest.approx(5e-5)
+    assert build_optimizer(model, cfg, total_batch=64).param_groups[0]["lr"] == pytest.approx(4e-4)
+    with pytest.raises(ValueError, match="lr_scale_batch"):
+        build_optimizer(model, cfg)
