@@ -12,38 +12,24 @@ from posetr.models import build_model
 from posetr.models.common.backbone import ResNet, build_resnet
 from posetr.models.common.pretrained import check_backbone_init
 from posetr.models.petr import PETRConfig
+from test_models import torchvision_resnet_keys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def torchvision_resnet50_shapes(width: int = 64) -> dict:
-    """Key -> shape of ``torchvision.models.resnet50().state_dict()``, written out from torchvision's
-    ``resnet.py`` (Bottleneck, layers (3, 4, 6, 3), BatchNorm with ``num_batches_tracked``, ``fc`` 1000
-    classes); ``width`` 64 is torchvision's, smaller widths keep the names and scale the shapes."""
+def torchvision_resnet50_shapes(width: int = 8) -> dict:
+    """Key -> shape of a torchvision ``resnet50()`` state dict: the names hard-coded from torchvision's layout
+    (``test_models.torchvision_resnet_keys``), the shapes of posetr's ResNet-50 at ``width`` (64 is
+    torchvision's), ``fc`` with 1000 classes and the BatchNorm counters."""
+    own = {k: tuple(v.shape) for k, v in ResNet(depth=50, width=width).state_dict().items()}
     shapes = {}
-
-    def bn(name, c):
-        shapes.update({f"{name}.weight": (c,), f"{name}.bias": (c,), f"{name}.running_mean": (c,),
-                       f"{name}.running_var": (c,), f"{name}.num_batches_tracked": ()})
-
-    shapes["conv1.weight"] = (width, 3, 7, 7)
-    bn("bn1", width)
-    cin = width
-    for stage, blocks in enumerate((3, 4, 6, 3), start=1):
-        mid = width * 2 ** (stage - 1)
-        for b in range(blocks):
-            p = f"layer{stage}.{b}"
-            shapes[f"{p}.conv1.weight"] = (mid, cin, 1, 1)
-            bn(f"{p}.bn1", mid)
-            shapes[f"{p}.conv2.weight"] = (mid, mid, 3, 3)
-            bn(f"{p}.bn2", mid)
-            shapes[f"{p}.conv3.weight"] = (4 * mid, mid, 1, 1)
-            bn(f"{p}.bn3", 4 * mid)
-            if b == 0:
-                shapes[f"{p}.downsample.0.weight"] = (4 * mid, cin, 1, 1)
-                bn(f"{p}.downsample.1", 4 * mid)
-            cin = 4 * mid
-    shapes.update({"fc.weight": (1000, cin), "fc.bias": (1000,)})
+    for k in torchvision_resnet_keys(50):
+        if k.endswith("num_batches_tracked"):
+            shapes[k] = ()
+        elif k.startswith("fc."):
+            shapes[k] = (1000, 32 * width) if k == "fc.weight" else (1000,)
+        else:
+            shapes[k] = own[k]
     return shapes
 
 
@@ -66,15 +52,11 @@ def _save(path, obj) -> str:
 
 
 def test_torchvision_layout_is_resnet50s():
-    """The test's layout has torchvision ResNet-50's 320 entries, and posetr's ResNet-50 (FrozenBN) has the
-    same names minus ``fc`` and ``num_batches_tracked`` at the same shapes."""
-    shapes = torchvision_resnet50_shapes()
+    """The test's layout has torchvision ResNet-50's 320 entries at torchvision's shapes."""
+    shapes = torchvision_resnet50_shapes(64)
     assert len(shapes) == 320
     assert shapes["layer4.2.conv3.weight"] == (2048, 512, 1, 1) and shapes["fc.weight"] == (1000, 2048)
-    own = {k: tuple(v.shape) for k, v in ResNet(depth=50, width=8).state_dict().items()}
-    expected = {k: s for k, s in torchvision_resnet50_shapes(8).items()
-                if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
-    assert own == expected
+    assert shapes["layer1.0.downsample.0.weight"] == (256, 64, 1, 1)
 
 
 @pytest.mark.parametrize("layout", ["torchvision", "mmdet", "mmpose_dataparallel"])
