@@ -23,10 +23,14 @@ class DataConfig:
     val_split: str = "val"  # split name of the evaluation annotation file
     augment: str = "full"  # training augmentation: "full" (flip + multi-scale resize/crop) | "poet" (POET's:
     #   flip, rotation, coarse dropout, multi-scale resize/crop; keeps people without keypoints) | "flip" | "none"
+    train_images: str = "with_person"  # training images kept: "with_person" (mmdet's filter_empty_gt, opera:
+    #   any person annotation) | "with_labelled_person" (a person with a labelled joint: the paper's 57K) | "all"
     train_sizes: list[int] = field(default_factory=lambda: list(range(480, 801, 32)))  # shorter sides of multi-scale
     test_size: int = 800  # shorter side at test time (and of the fixed resize when augment is "flip"/"none")
     max_size: int = 1333  # longest side after any resize
-    batch_size: int = 2  # images per process and step (opera: 16 GPUs x 2)
+    batch_size: int = 2  # training images per process and step (opera: 16 GPUs x 2 = 32 in all)
+    aspect_ratio_groups: bool = True  # bottom-up training: each batch holds only images wider than tall, or
+    #   only the others (mmdet GroupSampler, opera PETR); false: plain random batches (DETR, POET)
     num_workers: int = 2  # DataLoader worker processes
     synthetic_images: int = 8  # images of the synthetic stick-figure set used when root is None
     # top-down (person crops; models whose package has DATA_KIND "top_down"; bottom-up models ignore these).
@@ -53,6 +57,8 @@ class TrainConfig:
     lr_backbone_mult: float = 0.1  # lr multiplier of parameters whose name contains "backbone"
     lr_linear_proj_mult: float = 0.1  # lr multiplier of the deformable sampling offsets / reference points
     lr_linear_proj_names: list[str] = field(default_factory=lambda: ["sampling_offsets", "reference_points"])
+    lr_scale_batch: bool = False  # scale lr linearly by (data.batch_size x processes) / lr_base_batch
+    lr_base_batch: int = 32  # total batch the lr is given for (opera PETR: 16 x 2 = 32)
     weight_decay: float = 1e-4  # AdamW weight decay
     clip_max_norm: float = 0.1  # gradient clipping by total norm (0 disables)
     lr_schedule: str = "step"  # "step": x lr_gamma every lr_drop epochs, or at each of lr_milestones | "cosine": cosine from lr to 0 over epochs
@@ -69,6 +75,8 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    batch_size: int = 1  # images (top-down: crops) per evaluation step; 1 = opera's test: no padding, so an
+    #   image's result does not depend on the others (zero padding reaches the backbone and the GroupNorm)
     draw_threshold: float = 0.3  # predict: people with a score below this are left out of the PNG
     flip_test: bool = True  # top-down: also run the mirrored crop; the model's postprocessor fuses the two
     oks_nms_threshold: float = 0.9  # top-down: per image, drop a person whose OKS to a better-scoring one is above this

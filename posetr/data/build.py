@@ -46,7 +46,8 @@ def build_dataset(data_cfg, *, root: str, split: str, train: bool, kind: str = "
         data_cfg: ``posetr.config.DataConfig``.
         root: data folder (``data_cfg.root`` or the synthetic set's folder).
         split: split name, e.g. ``data_cfg.train_split``.
-        train: random augmentation (``data_cfg.augment``) or the fixed test transform.
+        train: random augmentation (``data_cfg.augment``) and, bottom-up, only the images of
+            ``data_cfg.train_images``; or the fixed test transform on every image.
         kind: "bottom_up" (whole images) or "top_down" (person crops: ground-truth boxes for training and
             with ``data_cfg.use_gt_bbox``, else ``data_cfg.det_file``).
 
@@ -65,7 +66,8 @@ def build_dataset(data_cfg, *, root: str, split: str, train: bool, kind: str = "
             train=train, augment=data_cfg.augment, flip_index=info.flip_index(),
             test_size=data_cfg.test_size, max_size=data_cfg.max_size, train_sizes=data_cfg.train_sizes,
         )
-        return _DATASETS[data_cfg.dataset](image_dir, ann_file, transforms=transforms)
+        return _DATASETS[data_cfg.dataset](image_dir, ann_file, transforms=transforms,
+                                           keep_images=data_cfg.train_images if train else "all")
     output_size = crop_output_size(data_cfg)
     use_detections = not train and not data_cfg.use_gt_bbox
     if use_detections and data_cfg.det_file is None:

@@ -13,9 +13,11 @@ transforms, ``image`` is the RGB ``PIL.Image`` and ``target`` holds pixel coordi
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
+import random
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -23,6 +25,9 @@ from pycocotools.coco import COCO
 
 from posetr.data.keypoints import keypoint_info
 from posetr.data.validation import DataError, safe_image_path, validate_dataset
+
+KEEP_IMAGES = ("all", "with_person", "with_labelled_person")
+MAX_REDRAWS = 100  # rejected samples redrawn in a row before giving up (mmdet retries forever)
 
 
 def resolve_split(root: str, split: str) -> tuple[str, str]:
@@ -105,19 +110,31 @@ class CocoKeypoints(torch.utils.data.Dataset):
             ``"crowdpose"``); its keypoint count must match the file's person category.
         transforms: ``(PIL image, target) -> (image, target)`` or None.
         box_area: use the box w*h for annotations without ``area`` (CrowdPose).
+        keep_images: which images the dataset holds (:data:`KEEP_IMAGES`):
 
-    Every image is kept (also images without people: they train the "no person" class). Crowd
-    annotations (``iscrowd``) are skipped.
+            - ``"all"``: every image (evaluation; DETR / POET training keep people-free images as negatives);
+            - ``"with_person"``: images with at least one annotation of the person category, crowd or
+              without keypoints included: mmdet's ``filter_empty_gt`` (``CocoDataset._filter_imgs``,
+              default True outside test mode), which opera's PETR training relies on (about 64K COCO
+              train2017 images);
+            - ``"with_labelled_person"``: images with a non-crowd person with a labelled keypoint (the
+              paper's "57K images").
+
+    Crowd annotations (``iscrowd``) are skipped. When the transforms reject a sample (return ``None``: the
+    official PETR pipeline does so when a crop or a rotation leaves no person), ``__getitem__`` draws
+    another image of the same aspect-ratio group (mmdet's ``CustomDataset._rand_another``), at most
+    :data:`MAX_REDRAWS` times.
 
     Raises:
         FileNotFoundError: missing folder or file. ValueError: malformed annotations (DataError, by the
-        rules of posetr/data/validation.py: also evaluation's ground truth), or keypoint count mismatch.
-        RuntimeError (from ``__getitem__``): an image that cannot be read or decoded, or a decompression
-        bomb (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` allows).
+        rules of posetr/data/validation.py: also evaluation's ground truth), keypoint count mismatch,
+        unknown ``keep_images`` or no image left by it. RuntimeError (from ``__getitem__``): an image that
+        cannot be read or decoded, a decompression bomb (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``
+        allows), or :data:`MAX_REDRAWS` rejected samples in a row.
     """
 
     def __init__(self, image_dir: str, ann_file: str, *, dataset: str = "coco", transforms=None,
-                 box_area: bool = False):
+                 box_area: bool = False, keep_images: str = "all"):
         if not os.path.isdir(image_dir):
             raise FileNotFoundError(f"image folder {image_dir!r} does not exist")
         if not os.path.isfile(ann_file):
@@ -138,7 +155,36 @@ class CocoKeypoints(torch.utils.data.Dataset):
         validate_dataset(self.coco.dataset, num_keypoints=self.info.num_keypoints, ann_file=ann_file)
         for image_id, image in self.coco.imgs.items():
             safe_image_path(image_dir, image["file_name"], ann_file=ann_file, image_id=image_id)
-        self.ids = sorted(self.coco.imgs)
+        self.ids = self._kept_ids(keep_images)
+        if not self.ids:
+            raise ValueError(f"annotation file {ann_file!r}: no image left with keep_images={keep_images!r}")
+
+    def _kept_ids(self, keep_images: str) -> list[int]:
+        if keep_images not in KEEP_IMAGES:
+            raise ValueError(f"keep_images must be one of {KEEP_IMAGES}, got {keep_images!r}")
+        ids = sorted(self.coco.imgs)
+        if keep_images == "all":
+            return ids
+        anns = self.coco.imgToAnns
+        if keep_images == "with_person":
+            return [i for i in ids if any(a["category_id"] == self.category_id for a in anns.get(i, []))]
+        return [i for i in ids if any(a["category_id"] == self.category_id and not a.get("iscrowd", 0)
+                                      and any(v > 0 for v in a["keypoints"][2::3]) for a in anns.get(i, []))]
+
+    def aspect_groups(self) -> list[int]:
+        """Per item: 1 if the image is wider than tall (w / h > 1), else 0 (mmdet's ``flag``).
+
+        Raises:
+            ValueError: an image entry without a positive ``width`` and ``height``.
+        """
+        groups = []
+        for i in self.ids:
+            info = self.coco.imgs[i]
+            if not (info.get("width", 0) > 0 and info.get("height", 0) > 0):
+                raise ValueError(f"annotation file {self.ann_file!r}: image {i} has no positive 'width' and "
+                                 f"'height' (needed to group images by aspect ratio)")
+            groups.append(int(info["width"] / info["height"] > 1))
+        return groups
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -171,10 +217,31 @@ class CocoKeypoints(torch.utils.data.Dataset):
             "orig_size": torch.tensor([height, width], dtype=torch.long),
         }
 
-    def __getitem__(self, index: int):
+    def _prepare(self, index: int):
         image_id = self.ids[index]
         image = self.load_image(image_id)
         target = self.load_target(image_id, width=image.width, height=image.height)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
+        if self.transforms is None:
+            return image, target
+        return self.transforms(image, target)
+
+    def __getitem__(self, index: int):
+        sample = self._prepare(index)
+        redraws = 0
+        while sample is None:  # rejected by the transforms: another image of the same aspect-ratio group
+            if redraws == MAX_REDRAWS:
+                raise RuntimeError(f"{self.ann_file}: the transforms rejected {MAX_REDRAWS + 1} samples in a row "
+                                   f"(last image id {self.ids[index]}): no crop / rotation keeps a person")
+            redraws += 1
+            index = self._another(index)
+            sample = self._prepare(index)
+        return sample
+
+    @functools.cached_property
+    def _group_pools(self) -> tuple[list[int], dict[int, list[int]]]:
+        groups = self.aspect_groups()
+        return groups, {g: [i for i, f in enumerate(groups) if f == g] for g in set(groups)}
+
+    def _another(self, index: int) -> int:
+        groups, pools = self._group_pools
+        return random.choice(pools[groups[index]])

@@ -32,13 +32,24 @@ TRAIN_SCALES = tuple(range(480, 801, 32))
 
 
 class Compose:
+    """Applies the transforms in order; a transform returning ``None`` rejects the sample (mmdet's
+    ``Compose``): the rest is skipped and ``None`` returned, and the dataset draws another image."""
+
     def __init__(self, transforms):
         self.transforms = list(transforms)
 
     def __call__(self, image, target):
         for t in self.transforms:
-            image, target = t(image, target)
+            sample = t(image, target)
+            if sample is None:
+                return None
+            image, target = sample
         return image, target
+
+
+def has_labelled_person(target) -> bool:
+    """Whether any person of ``target`` has a labelled joint (v > 0)."""
+    return bool((target["keypoints"][..., 2] > 0).any())
 
 
 class RandomSelect:
@@ -132,12 +143,13 @@ def crop(image, target, *, top: int, left: int, height: int, width: int):
     return image.crop((left, top, left + width, top + height)), target
 
 
-def rotate(image, target, *, angle: float):
+def rotate(image, target, *, angle: float, fill=(0, 0, 0)):
     """Rotates the image by ``angle`` degrees counter-clockwise (as seen on screen) about its centre
-    (w / 2, h / 2), keeping its size (corners cut, uncovered pixels black, bilinear; imgaug's
-    ``Affine(rotate=...)`` as used by POET, up to the sign of the angle). Joints follow; labelled joints
-    leaving the image become unlabelled (0, 0, 0); boxes become the box around their rotated corners,
-    clipped to the image; areas are kept (a rotation keeps a person's size)."""
+    (w / 2, h / 2), keeping its size (corners cut, uncovered pixels ``fill``, RGB 0-255: black as imgaug's
+    ``Affine(rotate=...)`` in POET, the ImageNet mean in opera's PETR), bilinear: POET's rotation up to the
+    sign of the angle, opera's ``KeypointRandomAffine`` without translation, scaling or shear. Joints
+    follow; labelled joints leaving the image become unlabelled (0, 0, 0); boxes become the box around
+    their rotated corners, clipped to the image; areas are kept (a rotation keeps a person's size)."""
     w, h = image.size
     cx, cy = w / 2.0, h / 2.0
     cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
@@ -162,20 +174,29 @@ def rotate(image, target, *, angle: float):
     # PIL maps each output pixel centre back to the input: the inverse rotation
     inverse = (cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy)
     rotated = image.transform((w, h), Image.Transform.AFFINE, inverse, resample=Image.Resampling.BILINEAR,
-                              fillcolor=(0, 0, 0))
+                              fillcolor=tuple(int(round(c)) for c in fill))
     return rotated, target
 
 
 class RandomRotation:
-    """With probability ``p`` rotates by an angle drawn from U(-max_degrees, max_degrees) (see :func:`rotate`)."""
+    """With probability ``p`` rotates by an angle drawn from U(-max_degrees, max_degrees) (see :func:`rotate`).
 
-    def __init__(self, max_degrees: float, *, p: float = 0.5):
-        self.max_degrees, self.p = max_degrees, p
+    ``reject_empty``: return ``None`` (reject the sample) when people with labelled joints went in and none
+    came out (opera's ``KeypointRandomAffine``).
+    """
+
+    def __init__(self, max_degrees: float, *, p: float = 0.5, fill=(0, 0, 0), reject_empty: bool = False):
+        self.max_degrees, self.p, self.fill, self.reject_empty = max_degrees, p, tuple(fill), reject_empty
 
     def __call__(self, image, target):
         if random.random() >= self.p:
             return image, target
-        return rotate(image, target, angle=random.uniform(-self.max_degrees, self.max_degrees))
+        had_people = has_labelled_person(target)
+        image, target = rotate(image, target, angle=random.uniform(-self.max_degrees, self.max_degrees),
+                               fill=self.fill)
+        if self.reject_empty and had_people and not has_labelled_person(target):
+            return None
+        return image, target
 
 
 def select_people(target, keep: torch.Tensor):
@@ -198,17 +219,27 @@ class DropPeopleWithoutVisible:
 
 
 class RandomSizeCrop:
-    """Crops a random region with sides drawn from [min_size, max_size] (clamped to the image)."""
+    """Crops a random region with sides drawn from [min_size, max_size] (clamped to the image).
 
-    def __init__(self, min_size: int, max_size: int):
-        self.min_size, self.max_size = min_size, max_size
+    ``reject_empty``: return ``None`` (reject the sample) when a person's box overlaps the crop but no
+    labelled joint is left in it (opera's ``RandomCrop`` with ``allow_negative_crop=True``: a crop that
+    misses every box is kept as a people-free sample, one that cuts people down to no joint is redrawn).
+    """
+
+    def __init__(self, min_size: int, max_size: int, *, reject_empty: bool = False):
+        self.min_size, self.max_size, self.reject_empty = min_size, max_size, reject_empty
 
     def __call__(self, image, target):
         w = random.randint(min(image.width, self.min_size), min(image.width, self.max_size))
         h = random.randint(min(image.height, self.min_size), min(image.height, self.max_size))
         top = random.randint(0, image.height - h)
         left = random.randint(0, image.width - w)
-        return crop(image, target, top=top, left=left, height=h, width=w)
+        image, target = crop(image, target, top=top, left=left, height=h, width=w)
+        boxes = target["boxes"]
+        overlaps = bool(((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).any())
+        if self.reject_empty and overlaps and not has_labelled_person(target):
+            return None
+        return image, target
 
 
 class ToTensorNormalize:

@@ -74,7 +74,7 @@ def run_eval(cfg: Config | None, *, checkpoint: str, output_dir: str, build_mode
     kind = data_kind or _default_data_kind(cfg.model)
     root = resolve_data_root(cfg, output_dir)
     dataset = build_dataset(cfg.data, root=root, split=cfg.data.val_split, train=False, kind=kind)
-    loader = DataLoader(dataset, batch_size=cfg.data.batch_size, collate_fn=collate_for(kind),
+    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, collate_fn=collate_for(kind),
                         num_workers=cfg.data.num_workers)
     return evaluate_kind(kind, model, postprocessor, loader, eval_cfg=cfg.eval, device=device, output_dir=output_dir,
                          amp=cfg.train.amp, prefix=eval_prefix(checkpoint))

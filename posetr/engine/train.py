@@ -17,6 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler, Rand
 from posetr.config import Config, config_to_dict
 from posetr.data.build import build_dataset, collate_for
 from posetr.data.keypoints import keypoint_info
+from posetr.data.sampler import AspectRatioGroupSampler
 from posetr.data.synthetic import write_synthetic_coco
 from posetr.engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from posetr.engine.distributed import barrier, init_distributed, is_main_process
@@ -24,6 +25,7 @@ from posetr.engine.evaluate import evaluate, format_metric
 from posetr.engine.evaluate_top_down import evaluate_top_down
 from posetr.engine.run_records import RunRecords, prepare_output_dir, progress
 from posetr.errors import RunStateError
+from posetr.models.common.pretrained import check_backbone_init
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,9 +63,26 @@ def check_keypoints(cfg: Config) -> None:
         )
 
 
-def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.AdamW:
+def scaled_lr(train_cfg, *, total_batch: int | None) -> float:
+    """``train_cfg.lr``, times ``total_batch / train_cfg.lr_base_batch`` with ``train_cfg.lr_scale_batch``
+    (the linear scaling rule; ``total_batch`` = images per step over all processes).
+
+    Raises:
+        ValueError: ``lr_scale_batch`` without a positive ``total_batch`` and ``lr_base_batch``.
+    """
+    if not train_cfg.lr_scale_batch:
+        return train_cfg.lr
+    if not (total_batch and total_batch > 0 and train_cfg.lr_base_batch > 0):
+        raise ValueError(f"train.lr_scale_batch needs a positive total batch and train.lr_base_batch, got "
+                         f"{total_batch} and {train_cfg.lr_base_batch}")
+    return train_cfg.lr * total_batch / train_cfg.lr_base_batch
+
+
+def build_optimizer(model: torch.nn.Module, train_cfg, *, total_batch: int | None = None) -> torch.optim.AdamW:
     """AdamW with three groups: backbone (lr x ``lr_backbone_mult``), deformable sampling offsets /
-    reference points (lr x ``lr_linear_proj_mult``) and the rest (Deformable DETR / opera PETR)."""
+    reference points (lr x ``lr_linear_proj_mult``) and the rest (Deformable DETR / opera PETR); the base lr
+    is :func:`scaled_lr` of ``total_batch`` (images per step, all processes)."""
+    lr = scaled_lr(train_cfg, total_batch=total_batch)
     groups = {"backbone": [], "linear_proj": [], "other": []}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -74,10 +93,9 @@ def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.AdamW:
             groups["linear_proj"].append(param)
         else:
             groups["other"].append(param)
-    lrs = {"backbone": train_cfg.lr * train_cfg.lr_backbone_mult,
-           "linear_proj": train_cfg.lr * train_cfg.lr_linear_proj_mult, "other": train_cfg.lr}
+    lrs = {"backbone": lr * train_cfg.lr_backbone_mult, "linear_proj": lr * train_cfg.lr_linear_proj_mult, "other": lr}
     param_groups = [{"params": p, "lr": lrs[k], "name": k} for k, p in groups.items() if p]
-    return torch.optim.AdamW(param_groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    return torch.optim.AdamW(param_groups, lr=lr, weight_decay=train_cfg.weight_decay)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg):
@@ -209,18 +227,22 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
             a different ``train.lr`` in ``cfg`` only prints a warning. A checkpoint that already completed
             ``train.epochs`` epochs trains nothing: that is printed and ``{}`` returned.
         build_model: ``model config -> (model, criterion, postprocessor)``; default
-            ``posetr.models.build_model``.
+            ``posetr.models.build_model``, after
+            :func:`~posetr.models.common.pretrained.check_backbone_init` (``model.backbone_init``).
         data_kind: "bottom_up" (whole images) or "top_down" (person crops); default the ``DATA_KIND`` of
             model ``cfg.model.name`` (``posetr.models.model_data_kind``).
 
     Raises:
-        ValueError: ``train.epochs`` below 1, or other invalid settings. NotADirectoryError /
+        ValueError: ``train.epochs`` below 1, ``model.backbone_init: imagenet`` without
+            ``model.pretrained_backbone``, or other invalid settings. NotADirectoryError /
             PermissionError: ``output_dir`` cannot be created or written. posetr.errors.CheckpointError /
             RunStateError: a ``resume`` checkpoint that cannot be read or continued (see ``_resume_state``).
 
     Every epoch starts by seeding python/numpy/torch with ``seed + epoch``, so a run resumed from a
     checkpoint continues exactly as the uninterrupted run would have (same device and process count).
     """
+    if build_model is None:  # the configured model: its backbone weights must be given (or scratch said)
+        check_backbone_init(cfg.model)
     build_model = build_model or _default_build
     kind = data_kind or _default_data_kind(cfg.model)
     collate = collate_for(kind)
@@ -253,7 +275,7 @@ def _train(cfg: Config, *, output_dir, resume, build_model, kind, collate, devic
     model, criterion, postprocessor = build_model(cfg.model)
     model.to(device)
     criterion.to(device)
-    optimizer = build_optimizer(model, cfg.train)
+    optimizer = build_optimizer(model, cfg.train, total_batch=cfg.data.batch_size * world_size)
     scheduler = build_scheduler(optimizer, cfg.train)
     start_epoch, best_ap = 0, None
     if state is not None:
@@ -265,10 +287,15 @@ def _train(cfg: Config, *, output_dir, resume, build_model, kind, collate, devic
         model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
 
     repeated = ConcatDataset([train_set] * cfg.train.repeats) if cfg.train.repeats > 1 else train_set
-    train_sampler = DistributedSampler(repeated, seed=cfg.train.seed) if world_size > 1 else None
+    if kind == "bottom_up" and cfg.data.aspect_ratio_groups:
+        train_sampler = AspectRatioGroupSampler(train_set.aspect_groups() * cfg.train.repeats,
+                                                batch_size=cfg.data.batch_size, num_replicas=world_size,
+                                                rank=rank, seed=cfg.train.seed)
+    else:
+        train_sampler = DistributedSampler(repeated, seed=cfg.train.seed) if world_size > 1 else None
     val_sampler = DistributedSampler(val_set, shuffle=False) if world_size > 1 else None
     workers = cfg.data.num_workers
-    val_loader = DataLoader(val_set, batch_size=cfg.data.batch_size, sampler=val_sampler, collate_fn=collate,
+    val_loader = DataLoader(val_set, batch_size=cfg.eval.batch_size, sampler=val_sampler, collate_fn=collate,
                             num_workers=workers)
 
     metrics: dict = {}

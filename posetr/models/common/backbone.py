@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from posetr.models.common.pretrained import load_backbone_state_dict
+
 _LAYOUTS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3))}
 
 
@@ -141,6 +143,7 @@ class ResNet(nn.Module):
                 channels = stage_width * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
         self.out_indices = out_indices
+        self.depth = depth
         self.num_channels = [width * 2 ** (i - 1) * block.expansion for i in out_indices]
         self.strides = [min(2 ** (i + 1), 16) if dilate_last else 2 ** (i + 1) for i in out_indices]
         self._init_weights(norm)
@@ -169,22 +172,15 @@ class ResNet(nn.Module):
 
 
 def load_torchvision_state_dict(model: ResNet, path: str) -> None:
-    """Load a torchvision ResNet state dict (a ``.pth`` file) into ``model``; ``fc.*`` is skipped.
+    """Load ResNet weights into ``model``: torchvision's ImageNet state dict (``fc.*`` skipped) or an
+    mmdet / mmpose / mmcls checkpoint (``state_dict`` wrapper, ``backbone.`` keys; mmdet's ResNet has
+    torchvision's key names); see :func:`posetr.models.common.pretrained.load_backbone_state_dict`.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        RuntimeError: missing or unexpected backbone keys (names the first few).
+        RuntimeError: unreadable file, or missing / unexpected backbone keys or shapes (names the first few).
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    unexpected = [k for k in unexpected if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise RuntimeError(
-            f"pretrained_backbone {path!r} does not fit ResNet: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+    load_backbone_state_dict(model, path, what=f"ResNet-{model.depth}", skip_prefixes=("fc.",))
 
 
 def build_resnet(*, depth: int, width: int, norm: str, pretrained: str | None,

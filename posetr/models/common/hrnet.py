@@ -18,12 +18,11 @@ The residual blocks are :mod:`posetr.models.common.backbone`'s, whose names and 
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
 from posetr.models.common.backbone import BasicBlock, Bottleneck, _norm
+from posetr.models.common.pretrained import load_backbone_state_dict
 
 # (num_modules, num_branches) of stage2..stage4; every branch has 4 BasicBlocks (mmpose's HRNet-W32/W48).
 _STAGES = ((1, 2), (4, 3), (3, 4))
@@ -185,45 +184,18 @@ class HRNet(nn.Module):
 
 
 def load_mmpose_state_dict(model: HRNet, path: str) -> None:
-    """Load HRNet weights saved by mmpose / mmcls / the HRNet ImageNet release into ``model``.
-
-    Accepts a state dict or a dict holding one under ``"state_dict"``; a ``module.`` prefix (DataParallel)
-    is stripped as mmcv does; if any key starts with ``backbone.`` (a whole mmpose / mmcls / Poseur model)
-    only those keys are used, without the prefix; otherwise the ImageNet classifier's keys
-    (``incre_modules``, ``downsamp_modules``, ``final_layer``, ``classifier``) are skipped. Every remaining
-    key must match: unlike mmcv's ``strict=False`` a wrong file is an error, not a silently random backbone.
+    """Load HRNet weights saved by mmpose / mmcls / the HRNet ImageNet release into ``model``
+    (:func:`posetr.models.common.pretrained.load_backbone_state_dict`: a state dict, possibly under
+    ``"state_dict"``, ``module.`` stripped, only the ``backbone.`` keys of a whole mmpose / mmcls / Poseur
+    model; otherwise the ImageNet classifier's keys (``incre_modules``, ``downsamp_modules``,
+    ``final_layer``, ``classifier``) are skipped). Every remaining key must match.
 
     Raises:
         FileNotFoundError: no file at ``path``.
         RuntimeError: the file is not a readable weights-only torch checkpoint, holds no state dict, or has
             missing or unexpected backbone keys or mismatched shapes (names the file and the first few keys).
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"pretrained HRNet {path!r} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a corrupt or unsafe file
-        raise RuntimeError(f"pretrained HRNet {path!r} is not a readable torch checkpoint: {exc}") from None
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise RuntimeError(f"pretrained HRNet {path!r} holds no state dict (a dict of tensors, possibly under "
-                           f"'state_dict')")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    if any(k.startswith("backbone.") for k in state):
-        state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-    else:
-        state = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
-    own = model.state_dict()
-    shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-              if k in own and v.shape != own[k].shape]
-    if shapes:
-        raise RuntimeError(f"pretrained HRNet {path!r} does not fit HRNet-W{model.num_channels[0]}: shape "
-                           f"mismatch {shapes[:5]}")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise RuntimeError(f"pretrained HRNet {path!r} does not fit HRNet-W{model.num_channels[0]}: missing "
-                           f"{missing[:5]}, unexpected {unexpected[:5]}")
+    load_backbone_state_dict(model, path, what=f"HRNet-W{model.num_channels[0]}", skip_prefixes=_CLASSIFIER_PREFIXES)
 
 
 def build_hrnet(*, width: int, pretrained: str | None, norm: str = "batch") -> HRNet:

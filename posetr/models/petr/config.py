@@ -36,7 +36,8 @@ class PETRConfig(BaseModelConfig):
     backbone_depth: int = 50  # ResNet depth: 18 | 34 (BasicBlock) or 50 (Bottleneck)
     backbone_width: int = 64  # channels of the stem; 64 is torchvision's ResNet (narrower: a tiny model from scratch)
     backbone_norm: str = "frozen_bn"  # "frozen_bn" (DETR, for pretrained weights) | "batch" | "group" (from scratch)
-    pretrained_backbone: str | None = None  # path to a torchvision ResNet state dict (.pth); never downloaded
+    backbone_init: str = "imagenet"  # "imagenet" (official): training needs pretrained_backbone; "scratch": random
+    pretrained_backbone: str | None = None  # torchvision / mmdet / mmpose ResNet weights (.pth); never downloaded
     # ---- transformer ----
     d_model: int = 256  # hidden size of encoder, decoders and heads
     n_heads: int = 8  # attention heads (deformable and self-attention)
@@ -51,6 +52,10 @@ class PETRConfig(BaseModelConfig):
     kpt_branch_hidden: int = 512  # hidden size of the pose keypoint regression MLP (opera: 512)
     num_kpt_fcs: int = 2  # hidden Linear+ReLU blocks after the first one in the keypoint MLPs (opera: 2)
     heatmap: bool = True  # auxiliary stride-8 keypoint heatmap branch (training only)
+    heatmap_pos_embed: bool = False  # add the sine + level embedding to the heatmap encoder's queries; opera
+    #   passes it as ``query_pose=`` (a typo mmcv ignores), so the official branch gets none (false)
+    transformer_init: str = "xavier"  # "xavier": opera's PETRTransformer.init_weights (Xavier-uniform on every
+    #   transformer matrix, deformable attentions re-initialised); "pytorch": PyTorch's layer defaults
     # ---- matcher (cost = class * focal + kpt * L1 + oks * (-OKS)) ----
     cost_class: float = 2.0  # focal classification cost weight
     cost_kpt: float = 70.0  # normalised keypoint L1 cost weight (visible joints)

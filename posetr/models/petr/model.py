@@ -20,6 +20,7 @@ from posetr.models.petr.heatmap import build_heatmap_head
 from posetr.models.petr.joint_decoder import build_joint_decoder
 from posetr.models.petr.pose_decoder import build_pose_decoder
 from posetr.models.petr.proposals import build_proposal_head
+from posetr.ops import MSDeformAttn
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
@@ -46,8 +47,10 @@ class PETR(nn.Module):
     """
 
     def __init__(self, *, backbone, encoder, proposal_head, pose_decoder, joint_decoder, heatmap_head,
-                 position_encoding, d_model: int, num_feature_levels: int, num_queries: int):
+                 position_encoding, d_model: int, num_feature_levels: int, num_queries: int,
+                 heatmap_pos_embed: bool = False):
         super().__init__()
+        self.heatmap_pos_embed = heatmap_pos_embed
         self.backbone = backbone
         self.position_encoding = position_encoding
         channels = backbone.num_channels
@@ -100,13 +103,45 @@ class PETR(nn.Module):
         }
         if self.training and self.heatmap_head is not None:
             H0, W0 = srcs[0].shape[-2:]
-            out["pred_heatmap"] = self.heatmap_head(memory[:, : H0 * W0], pos[:, : H0 * W0], level_masks[0])
+            level0 = memory[:, : H0 * W0]
+            # opera passes the positional embedding as ``query_pose=`` (a typo the layer ignores): none
+            hm_pos = pos[:, : H0 * W0] if self.heatmap_pos_embed else torch.zeros_like(level0)
+            out["pred_heatmap"] = self.heatmap_head(level0, hm_pos, level_masks[0])
             out["heatmap_mask"] = level_masks[0]
         return out
 
 
+TRANSFORMER_INITS = ("xavier", "pytorch")
+
+
+def xavier_transformer_init(model: PETR) -> None:
+    """opera's ``PETRTransformer.init_weights``: Xavier-uniform on every matrix of the transformer (encoder,
+    the proposals' Linear, pose decoder layers, joint decoder layers, heatmap encoder layer: FFNs, MHA in/out
+    projections, ...), then every deformable attention re-initialised as its own (Deformable DETR / mmcv;
+    pose attention with zero offsets). Biases, LayerNorms, the backbone, the neck, the embeddings and the
+    heads (class / keypoint branches, heatmap Linear) keep their own initialisation, as in opera."""
+    parts = [model.encoder, model.proposal_head.output, model.pose_decoder.layers, model.joint_decoder.layers]
+    if model.heatmap_head is not None:
+        parts.append(model.heatmap_head.encoder)
+    for part in parts:
+        for p in part.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+    for part in parts:
+        for m in part.modules():
+            if isinstance(m, MSDeformAttn):
+                m._reset_parameters()
+
+
 def build_petr(cfg) -> PETR:
-    """PETR from ``cfg`` (PETRConfig), every deformable attention on ``get_kernels(cfg.ops)``."""
+    """PETR from ``cfg`` (PETRConfig), every deformable attention on ``get_kernels(cfg.ops)``, initialised as
+    ``cfg.transformer_init`` (:func:`xavier_transformer_init` or PyTorch's defaults).
+
+    Raises:
+        ValueError: unknown ``cfg.transformer_init``.
+    """
+    if cfg.transformer_init not in TRANSFORMER_INITS:
+        raise ValueError(f"transformer_init must be one of {TRANSFORMER_INITS}, got {cfg.transformer_init!r}")
     attn_fn = get_kernels(cfg.ops).ms_deform_attn
     # built in this order (the order of the random initialisation)
     backbone = build_resnet(depth=cfg.backbone_depth, width=cfg.backbone_width, norm=cfg.backbone_norm,
@@ -115,7 +150,7 @@ def build_petr(cfg) -> PETR:
         d_model=cfg.d_model, n_levels=cfg.num_feature_levels, n_heads=cfg.n_heads, n_points=cfg.enc_points,
         dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout, attn_fn=attn_fn,
     )
-    return PETR(
+    model = PETR(
         backbone=backbone,
         encoder=DeformableEncoder(layer=encoder_layer, num_layers=cfg.enc_layers),
         proposal_head=build_proposal_head(cfg),
@@ -126,4 +161,8 @@ def build_petr(cfg) -> PETR:
         d_model=cfg.d_model,
         num_feature_levels=cfg.num_feature_levels,
         num_queries=cfg.num_queries,
+        heatmap_pos_embed=cfg.heatmap_pos_embed,
     )
+    if cfg.transformer_init == "xavier":
+        xavier_transformer_init(model)
+    return model

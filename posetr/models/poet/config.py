@@ -22,7 +22,8 @@ class POETConfig(BaseModelConfig):
     backbone_depth: int = 50  # ResNet depth: 18 | 34 (BasicBlock, C5 = 512 channels) or 50 (Bottleneck, 2048)
     backbone_width: int = 64  # channels of the stem; 64 is torchvision's ResNet (narrower: a tiny model from scratch)
     backbone_norm: str = "frozen_bn"  # "frozen_bn" (DETR) | "batch" | "group" (a small model trained from scratch)
-    pretrained_backbone: str | None = None  # path to a torchvision ResNet state dict (.pth); never downloaded
+    backbone_init: str = "imagenet"  # "imagenet" (official): training needs pretrained_backbone; "scratch": random
+    pretrained_backbone: str | None = None  # torchvision / mmdet / mmpose ResNet weights (.pth); never downloaded
     train_stem: bool = False  # train conv1, bn1 and layer1 too; DETR/POET freeze them (by name, pretrained or not)
     dilation: bool = False  # DC5: layer4's stride replaced by dilation (stride 16; official --dilation5)
     # ---- transformer (DETR's, models/transformer.py) ----

@@ -27,7 +27,8 @@ class TFPoseConfig(BaseModelConfig):
     # [D] not stated; mmpose's top-down practice (Poseur, SimpleBaseline) trains BN and every stage:
     # "batch" | "group" (from scratch, tiny batches) | "frozen_bn" (DETR)
     backbone_norm: str = "batch"
-    pretrained_backbone: str | None = None  # path to a torchvision ResNet state dict (.pth); never downloaded
+    backbone_init: str = "imagenet"  # "imagenet" (official): training needs pretrained_backbone; "scratch": random
+    pretrained_backbone: str | None = None  # torchvision / mmdet / mmpose ResNet weights (.pth); never downloaded
     # Feature levels [P: "C2, C3, C4 and C5"]: "C2-C5" (strides 4-32, n = 4080 tokens at 256x192) or "C3-C5"
     # (strides 8-32, n = 1008). [D] the paper's GFLOPs fit C3-C5 for every model with an encoder (9.27 G
     # estimated vs 9.2 for R-50 NE6; C2 would cost ~3.1 GMAC per encoder layer) and C2-C5 for the NE = 0
