@@ -150,7 +150,8 @@ def evaluate_kind(kind: str, model, postprocessor, loader, *, eval_cfg, device, 
     if kind == "top_down":
         return evaluate_top_down(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp,
                                  flip_test=eval_cfg.flip_test, nms_threshold=eval_cfg.oks_nms_threshold)
-    return evaluate(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp)
+    return evaluate(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp,
+                    crowd_split=eval_cfg.crowd_split)
 
 
 def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = None,
