@@ -76,3 +76,14 @@ def test_levels_and_bad_split():
     assert [crowd_level(c, split="paper") for c in (0.09, 0.1, 0.8, 0.81)] == ["easy", "medium", "medium", "hard"]
     with pytest.raises(ValueError, match="crowd_split"):
         crowd_level(0.5, split="crowd")
+
+
+def test_crowdpose_configs_pin_the_protocol():
+    from posetr.config import load_config
+
+    root = os.path.join(os.path.dirname(__file__), "..", "configs")
+    cfg = load_config(os.path.join(root, "petr_r50_crowdpose.yaml"))
+    assert (cfg.data.dataset, cfg.model.num_keypoints) == ("crowdpose", 14)
+    assert (cfg.data.train_split, cfg.data.val_split, cfg.eval.crowd_split) == ("trainval", "test", "code")
+    sample = load_config(os.path.join(root, "petr_overfit_crowdpose_sample.yaml"))
+    assert (sample.data.dataset, sample.model.num_keypoints) == ("crowdpose", 14)
