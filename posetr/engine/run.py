@@ -36,7 +36,7 @@ def run_eval(cfg: Config, *, checkpoint: str, output_dir: str, build_model=None,
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, collate_fn=collate_for(kind),
                         num_workers=cfg.data.num_workers)
     return evaluate_kind(kind, model, postprocessor, loader, eval_cfg=cfg.eval, device=device, output_dir=output_dir,
-                         amp=cfg.train.amp)
+                         amp=cfg.train.amp, data_cfg=cfg.data)
 
 
 def run_predict(cfg: Config, *, checkpoint: str, images: list[str], output_dir: str, build_model=None,

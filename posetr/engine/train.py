@@ -143,13 +143,19 @@ def _default_data_kind(model_cfg) -> str:
     return model_data_kind(model_cfg.name)
 
 
-def evaluate_kind(kind: str, model, postprocessor, loader, *, eval_cfg, device, output_dir, amp: bool) -> dict:
+def evaluate_kind(kind: str, model, postprocessor, loader, *, eval_cfg, device, output_dir, amp: bool,
+                  data_cfg=None) -> dict:
     """:func:`~posetr.engine.evaluate.evaluate` (bottom-up) or
     :func:`~posetr.engine.evaluate_top_down.evaluate_top_down` (top-down, with ``eval_cfg.flip_test`` and
     ``eval_cfg.oks_nms_threshold``)."""
     if kind == "top_down":
         return evaluate_top_down(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp,
                                  flip_test=eval_cfg.flip_test, nms_threshold=eval_cfg.oks_nms_threshold)
+    if eval_cfg.flip or eval_cfg.scales:
+        from posetr.engine.tta import evaluate_tta
+
+        return evaluate_tta(model, postprocessor, loader.dataset, eval_cfg=eval_cfg, data_cfg=data_cfg,
+                            device=device, output_dir=output_dir)
     return evaluate(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp,
                     crowd_split=eval_cfg.crowd_split)
 
@@ -224,7 +230,7 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
                   + f" ({time.perf_counter() - start:.0f} s)", flush=True)
         if last or (cfg.train.eval_every > 0 and (epoch + 1) % cfg.train.eval_every == 0):
             metrics = evaluate_kind(kind, model, postprocessor, val_loader, eval_cfg=cfg.eval, device=device,
-                                    output_dir=output_dir, amp=cfg.train.amp)
+                                    output_dir=output_dir, amp=cfg.train.amp, data_cfg=cfg.data)
             if is_main_process():
                 print(f"epoch {epoch}: AP {metrics['AP']:.4f}", flush=True)
         barrier()
