@@ -79,6 +79,10 @@ class EvalConfig:
     #   image's result does not depend on the others (zero padding reaches the backbone and the GroupNorm)
     draw_threshold: float = 0.3  # predict: people with a score below this are left out of the PNG
     flip_test: bool = True  # top-down: also run the mirrored crop; the model's postprocessor fuses the two
+    flip: bool = False  # bottom-up (PETR) test-time flip: mirrored image too, people merged by soft-NMS (opera aug_test)
+    scales: list[int] = field(default_factory=list)  # bottom-up multi-scale test shorter sides, e.g. [800, 1000, 1200]; [] = data.test_size
+    crowd_split: str = "code"  # CrowdPose AP_easy/medium/hard by crowdIndex: "code" (xtcocotools / CrowdPose
+    #   toolkit: easy < 0.2 <= medium < 0.8 <= hard) | "paper" (easy < 0.1 <= medium <= 0.8 < hard)
     oks_nms_threshold: float = 0.9  # top-down: per image, drop a person whose OKS to a better-scoring one is above this
 
 

@@ -12,6 +12,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from posetr.engine.crowdpose_eval import crowdpose_keypoint_eval
 from posetr.engine.distributed import all_gather_object, is_main_process
 from posetr.engine.run_records import progress
 
@@ -88,7 +89,7 @@ def predict_dataset(model, postprocessor, loader, *, device, amp: bool = False) 
 
 
 def evaluate(model, postprocessor, loader, *, device, output_dir: str | None = None,
-             amp: bool = False, prefix: str = "") -> dict:
+             amp: bool = False, prefix: str = "", crowd_split: str = "code") -> dict:
     """Runs the model on ``loader`` (a loader of a :class:`~posetr.data.coco.CocoKeypoints`), gathers
     the results of every process and evaluates them on the main process.
 
@@ -106,16 +107,22 @@ def evaluate(model, postprocessor, loader, *, device, output_dir: str | None = N
         for image_id in sorted({r["image_id"] for r in part} - seen):
             results += [r for r in part if r["image_id"] == image_id]
             seen.add(image_id)
-    return score_results(dataset, results, output_dir=output_dir, prefix=prefix)
+    return score_results(dataset, results, output_dir=output_dir, prefix=prefix, crowd_split=crowd_split)
 
 
-def score_results(dataset, results: list[dict], *, output_dir: str | None = None, prefix: str = "") -> dict:
+def score_results(dataset, results: list[dict], *, output_dir: str | None = None, prefix: str = "",
+                  crowd_split: str = "code") -> dict:
     """COCOeval of ``results`` (COCO results format) on every image of ``dataset`` (a
     :class:`~posetr.data.coco.CocoKeypoints` or a subclass) with its sigmas; prints the summary and writes
     ``<prefix>results.json`` and ``<prefix>metrics.json`` (``STAT_NAMES``, null where undefined) to
-    ``output_dir`` when given."""
-    metrics, summary = coco_keypoint_eval(dataset.coco, results, sigmas=dataset.info.sigmas,
-                                          image_ids=dataset.ids)
+    ``output_dir`` when given. CrowdPose (``dataset.dataset_name == "crowdpose"``) uses its own protocol and
+    metric names (:func:`~posetr.engine.crowdpose_eval.crowdpose_keypoint_eval`, levels by ``crowd_split``)."""
+    if dataset.dataset_name == "crowdpose":
+        metrics, summary = crowdpose_keypoint_eval(dataset.coco, results, sigmas=dataset.info.sigmas,
+                                                   image_ids=dataset.ids, split=crowd_split)
+    else:
+        metrics, summary = coco_keypoint_eval(dataset.coco, results, sigmas=dataset.info.sigmas,
+                                              image_ids=dataset.ids)
     print(summary)
     if output_dir is not None:
         os.makedirs(output_dir, exist_ok=True)

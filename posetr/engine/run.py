@@ -77,7 +77,7 @@ def run_eval(cfg: Config | None, *, checkpoint: str, output_dir: str, build_mode
     loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, collate_fn=collate_for(kind),
                         num_workers=cfg.data.num_workers)
     return evaluate_kind(kind, model, postprocessor, loader, eval_cfg=cfg.eval, device=device, output_dir=output_dir,
-                         amp=cfg.train.amp, prefix=eval_prefix(checkpoint))
+                         amp=cfg.train.amp, prefix=eval_prefix(checkpoint), data_cfg=cfg.data)
 
 
 def run_predict(cfg: Config | None, *, checkpoint: str, images: list[str], output_dir: str, build_model=None,

@@ -165,7 +165,7 @@ def _default_data_kind(model_cfg) -> str:
 
 
 def evaluate_kind(kind: str, model, postprocessor, loader, *, eval_cfg, device, output_dir, amp: bool,
-                  prefix: str = "") -> dict:
+                  prefix: str = "", data_cfg=None) -> dict:
     """:func:`~posetr.engine.evaluate.evaluate` (bottom-up) or
     :func:`~posetr.engine.evaluate_top_down.evaluate_top_down` (top-down, with ``eval_cfg.flip_test`` and
     ``eval_cfg.oks_nms_threshold``); ``prefix`` starts the names of the files written to ``output_dir``."""
@@ -173,7 +173,13 @@ def evaluate_kind(kind: str, model, postprocessor, loader, *, eval_cfg, device, 
         return evaluate_top_down(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp,
                                  flip_test=eval_cfg.flip_test, nms_threshold=eval_cfg.oks_nms_threshold,
                                  prefix=prefix)
-    return evaluate(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp, prefix=prefix)
+    if eval_cfg.flip or eval_cfg.scales:
+        from posetr.engine.tta import evaluate_tta
+
+        return evaluate_tta(model, postprocessor, loader.dataset, eval_cfg=eval_cfg, data_cfg=data_cfg,
+                            device=device, output_dir=output_dir, prefix=prefix)
+    return evaluate(model, postprocessor, loader, device=device, output_dir=output_dir, amp=amp, prefix=prefix,
+                    crowd_split=eval_cfg.crowd_split)
 
 
 LAST_CHECKPOINT = "last.pth"  # the state after the latest saved epoch (train --resume auto continues it)
@@ -318,7 +324,8 @@ def _train(cfg: Config, *, output_dir, resume, build_model, kind, collate, devic
         evaluated = {}
         if last or (cfg.train.eval_every > 0 and (epoch + 1) % cfg.train.eval_every == 0):
             metrics = evaluated = evaluate_kind(kind, model, postprocessor, val_loader, eval_cfg=cfg.eval,
-                                                device=device, output_dir=output_dir, amp=cfg.train.amp)
+                                                device=device, output_dir=output_dir, amp=cfg.train.amp,
+                                                data_cfg=cfg.data)
         if is_main_process():
             improved = bool(evaluated) and _ap(evaluated) > _ap({"AP": best_ap})
             if improved:
