@@ -20,7 +20,7 @@ from posetr.data.keypoints import keypoint_info
 from posetr.data.sampler import AspectRatioGroupSampler
 from posetr.data.synthetic import write_synthetic_coco
 from posetr.engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from posetr.engine.distributed import barrier, init_distributed, is_main_process
+from posetr.engine.distributed import barrier, get_rank, init_distributed, is_main_process
 from posetr.engine.evaluate import evaluate, format_metric
 from posetr.engine.evaluate_top_down import evaluate_top_down
 from posetr.engine.run_records import RunRecords, prepare_output_dir, progress
@@ -257,7 +257,7 @@ def train(cfg: Config, *, output_dir: str | None = None, resume: str | None = No
         raise ValueError(f"train.epochs must be at least 1, got {cfg.train.epochs}: nothing to train")
     check_keypoints(cfg)
     device = resolve_device(cfg.train.device)
-    rank, world_size = init_distributed(device)
+    _, world_size = init_distributed(device)
     if device.type == "cuda" and world_size > 1:
         device = torch.device("cuda", torch.cuda.current_device())
     if is_main_process():
@@ -296,7 +296,7 @@ def _train(cfg: Config, *, output_dir, resume, build_model, kind, collate, devic
     if kind == "bottom_up" and cfg.data.aspect_ratio_groups:
         train_sampler = AspectRatioGroupSampler(train_set.aspect_groups() * cfg.train.repeats,
                                                 batch_size=cfg.data.batch_size, num_replicas=world_size,
-                                                rank=rank, seed=cfg.train.seed)
+                                                rank=get_rank(), seed=cfg.train.seed)
     else:
         train_sampler = DistributedSampler(repeated, seed=cfg.train.seed) if world_size > 1 else None
     val_sampler = DistributedSampler(val_set, shuffle=False) if world_size > 1 else None
