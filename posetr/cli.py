@@ -125,8 +125,10 @@ def _run_predict(args):
 
     entries = run_predict(_load_config(args), checkpoint=args.checkpoint, images=args.images,
                           output_dir=args.output_dir, boxes=args.boxes)
-    print(f"wrote {args.output_dir}/predictions.json and {len(entries)} PNG(s)")
-    return 0
+    skipped = sum("error" in e for e in entries)
+    print(f"wrote {args.output_dir}/predictions.json and {len(entries) - skipped} PNG(s)"
+          + (f"; skipped {skipped} unreadable image(s)" if skipped else ""))
+    return 1 if skipped else 0
 
 
 COMMANDS = {

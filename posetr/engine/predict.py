@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
@@ -46,14 +47,12 @@ def read_image(path: str) -> Image.Image:
 @torch.no_grad()
 def predict_images(model, postprocessor, paths: list[str], *, data_cfg, info, output_dir: str, device,
                    threshold: float) -> list[dict]:
-    """Runs the model on each image of ``paths`` (test-time resize); writes ``predictions.json`` and
-    ``<stem>_pose.png`` per image to ``output_dir``; returns the JSON entries.
+    """Runs the model on each image of ``paths`` (test-time resize); writes ``predictions.json`` and a
+    drawing per image to ``output_dir`` (:func:`predict_each`: unreadable images skipped and reported);
+    returns the JSON entries.
 
-    Each entry: ``{"image": path, "people": [{"score", "keypoints": [[x, y, score] * K]}]}`` in pixels
-    of the original image, best first.
-
-    Raises:
-        FileNotFoundError / RuntimeError: an image that does not exist or cannot be decoded.
+    Each entry: ``{"image": path, "drawing": "<stem>_pose.png", "people": [{"score", "keypoints":
+    [[x, y, score] * K]}]}`` in pixels of the original image, best first.
     """
     transforms = build_transforms(train=False, augment="none", flip_index=info.flip_index(),
                                   test_size=data_cfg.test_size, max_size=data_cfg.max_size)
@@ -61,10 +60,8 @@ def predict_images(model, postprocessor, paths: list[str], *, data_cfg, info, ou
     empty = {"keypoints": torch.zeros(0, k, 3), "boxes": torch.zeros(0, 4), "area": torch.zeros(0),
              "labels": torch.zeros(0, dtype=torch.long)}
     model.eval()
-    os.makedirs(output_dir, exist_ok=True)
-    entries = []
-    for path in paths:
-        image = read_image(path)
+
+    def predict_one(path: str, image: Image.Image) -> list[dict]:
         tensor, target = transforms(image, dict(empty, image_id=0,
                                                  orig_size=torch.tensor([image.height, image.width])))
         images, masks, _ = collate([(tensor, target)])
@@ -74,18 +71,50 @@ def predict_images(model, postprocessor, paths: list[str], *, data_cfg, info, ou
         people = [{"score": round(float(result["scores"][i]), 4),
                    "keypoints": [[round(float(v), 2) for v in kp] for kp in result["keypoints"][i].tolist()]}
                   for i in order.tolist()]
-        save_drawing(image, people, path=path, output_dir=output_dir, skeleton=info.skeleton, threshold=threshold)
-        entries.append({"image": path, "people": people})
+        return people
+
+    return predict_each(paths, predict_one, output_dir=output_dir, skeleton=info.skeleton, threshold=threshold)
+
+
+def drawing_names(paths: list[str]) -> list[str]:
+    """``<stem>_pose.png`` per path, unique: a stem seen before gets ``_2``, ``_3``, ... in input order
+    (``a/x.jpg``, ``b/x.jpg`` -> ``x_pose.png``, ``x_2_pose.png``)."""
+    names, seen = [], set()
+    for path in paths:
+        stem = base = os.path.splitext(os.path.basename(path))[0]
+        n = 1
+        while stem in seen:
+            n += 1
+            stem = f"{base}_{n}"
+        seen.add(stem)
+        names.append(f"{stem}_pose.png")
+    return names
+
+
+def predict_each(paths: list[str], predict_one, *, output_dir: str, skeleton, threshold: float) -> list[dict]:
+    """The loop of every predict path: ``people = predict_one(path, image)`` per readable image of ``paths``,
+    its drawing saved as ``output_dir/<name>`` (:func:`drawing_names`), then ``predictions.json``.
+
+    An image that does not exist or cannot be decoded is skipped, reported on stderr and listed in
+    ``predictions.json`` as ``{"image": path, "error": message}``: the other images' output is kept.
+
+    Returns:
+        The JSON entries, ``{"image": path, "drawing": file name, "people": [...]}`` (or the error entry).
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    entries = []
+    for path, name in zip(paths, drawing_names(paths)):
+        try:
+            image = read_image(path)
+        except (FileNotFoundError, RuntimeError) as exc:
+            print(f"skipped {path}: {exc}", file=sys.stderr, flush=True)
+            entries.append({"image": path, "error": str(exc)})
+            continue
+        people = predict_one(path, image)
+        draw_people(image, people, skeleton=skeleton, threshold=threshold).save(os.path.join(output_dir, name))
+        entries.append({"image": path, "drawing": name, "people": people})
     write_predictions(output_dir, entries)
     return entries
-
-
-def save_drawing(image: Image.Image, people: list[dict], *, path: str, output_dir: str, skeleton,
-                 threshold: float) -> None:
-    """``output_dir/<stem of path>_pose.png``: ``image`` with ``people`` drawn (:func:`draw_people`)."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    drawn = draw_people(image, people, skeleton=skeleton, threshold=threshold)
-    drawn.save(os.path.join(output_dir, f"{stem}_pose.png"))
 
 
 def write_predictions(output_dir: str, entries: list[dict]) -> None:
