@@ -131,3 +131,16 @@ def test_predict_unique_names_and_unreadable_images_skipped(tmp_path, shared_dat
     assert [e.get("drawing") for e in entries] == ["000000000785_pose.png", "000000000785_2_pose.png", None]
     assert entries[2]["image"] == str(broken) and "cannot read image" in entries[2]["error"]
     assert all(os.path.getsize(pred / e["drawing"]) > 0 for e in entries[:2])
+
+
+def test_predict_read_image_names_a_decompression_bomb(tmp_path, monkeypatch):
+    """#14 item 13 for predict: PIL's DecompressionBombError becomes the skippable RuntimeError naming the file."""
+    from PIL import Image
+
+    from posetr.engine.predict import read_image
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", (64, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # 4096 pixels > 2 x 10: PIL raises
+    with pytest.raises(RuntimeError, match="big.png"):
+        read_image(str(path))

@@ -33,14 +33,15 @@ def read_image(path: str) -> Image.Image:
     """The RGB image at ``path``.
 
     Raises:
-        FileNotFoundError: no such file. RuntimeError: it cannot be decoded.
+        FileNotFoundError: no such file. RuntimeError: it cannot be decoded, or it is a decompression bomb
+            (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` allows).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image {path!r} does not exist")
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise RuntimeError(f"cannot read image {path!r}: {exc}") from None
 
 
