@@ -11,6 +11,7 @@ try:
     from posetr import _C  # noqa: F401  (registers the ops)
 
     HAS_EXTENSION = True
+    _IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - exercised only without a build
     HAS_EXTENSION = False
     _IMPORT_ERROR = exc

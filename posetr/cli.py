@@ -131,7 +131,16 @@ def _run_predict(args):
     return 1 if skipped else 0
 
 
+def _run_info(args):
+    from posetr.environment import info
+
+    info()
+    return 0
+
+
 COMMANDS = {
+    "info": ("print posetr, torch and CUDA versions, which ops have CPU / CUDA kernels, and the thread count",
+             lambda parser: None, _run_info),
     "bench": ("print a kernel-profile table of posetr vs reference ops at real model shapes",
               _add_bench_arguments, _run_bench),
     "train": ("train a model from a YAML config; writes checkpoints and metrics.json",
@@ -156,9 +165,19 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message} (--debug shows the traceback)"
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("posetr")
+    except PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
+        return "unknown (not installed)"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="posetr", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    parser.add_argument("--version", action="version", version=f"posetr {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_arguments, _) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text)
