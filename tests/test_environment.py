@@ -28,3 +28,15 @@ def test_info_command_and_version():
     version = subprocess.run([sys.executable, "-m", "posetr", "--version"], capture_output=True, text=True,
                              check=True).stdout
     assert version.startswith("posetr 0.1.0")
+
+
+def test_bench_ops_accepts_the_names_its_table_prints():
+    """#17 item 11: ``bench --ops`` takes a module name or an op name of the table it prints."""
+    from posetr.profile import all_cases, table_name
+
+    by_table = all_cases("cpu", ["linear_sum_assignment", "oks_loss"], quick=True)
+    assert by_table and {table_name(c.op) for c in by_table} == {"linear_sum_assignment", "oks_loss"}
+    assert [c.shape for c in all_cases("cpu", ["lap"], quick=True)] == \
+        [c.shape for c in all_cases("cpu", ["linear_sum_assignment"], quick=True)]
+    with pytest.raises(ValueError, match="unknown op 'nonexistent'.*linear_sum_assignment"):
+        all_cases("cpu", ["nonexistent"], quick=True)

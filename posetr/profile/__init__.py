@@ -108,19 +108,33 @@ def pass_bytes(reads, writes, grads=None):
     return forward if grads is None else forward + reads + writes + grads
 
 
+def table_name(op: str) -> str:
+    """The name ``--ops`` accepts for a table row's op: the op column without its parenthesised mode
+    (``"oks_loss (log)"`` -> ``"oks_loss"``)."""
+    return op.split(" (", 1)[0]
+
+
 def all_cases(device, ops=None, quick=False):
-    """The cases of every profile module (or only those named in ``ops``) on ``device``.
+    """The cases of every profile module (or only those named in ``ops``: a module name such as ``lap``,
+    or an op name the table prints such as ``linear_sum_assignment``) on ``device``.
 
     Raises:
-        ValueError: a name in ``ops`` is not a profile module.
+        ValueError: a name in ``ops`` is neither a profile module nor a table op.
     """
     known = module_names()
-    unknown = [name for name in ops or () if name not in known]
-    if unknown:
-        raise ValueError(f"unknown op {unknown[0]!r} for --ops; choose from {', '.join(known)}")
+    by_module = {name: importlib.import_module(f"posetr.profile.{name}").cases(device, quick=quick)
+                 for name in (known if ops is None or any(n not in known for n in ops) else ops)}
     cases = []
     for name in ops or known:
-        cases.extend(importlib.import_module(f"posetr.profile.{name}").cases(device, quick=quick))
+        if name in known:
+            cases.extend(by_module[name])
+            continue
+        matches = [c for module in known for c in by_module[module] if table_name(c.op) == name]
+        if not matches:
+            table = sorted({table_name(c.op) for module in known for c in by_module[module]})
+            raise ValueError(f"unknown op {name!r} for --ops; choose from {', '.join(known)} (profile modules) "
+                             f"or {', '.join(table)} (the table's ops)")
+        cases.extend(matches)
     return cases
 
 
