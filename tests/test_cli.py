@@ -97,6 +97,7 @@ def test_short_model_run_through_the_cli(tmp_path, shared_data, name):
         proc = subprocess.run([sys.executable, "-m", "posetr", *args], cwd=str(tmp_path), env=env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "Warning" not in proc.stderr, proc.stderr[-3000:]  # #17 item 12: the main-job path stays warning-free
 
     posetr("train", "--config", cfg, "--data-root", root, "--output-dir", str(out))
     assert 0.0 <= json.load(open(out / "metrics.json"))["AP"] <= 1.0
