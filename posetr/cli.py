@@ -29,13 +29,10 @@ def _run_bench(args):
     return 1 if report["errors"] else 0
 
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-                               "petr_overfit_coco_sample.yaml")
-
-
 def _add_config_argument(parser, *, checkpoint):
-    parser.add_argument("--config", default=None,
-                        help="YAML config (default: configs/petr_overfit_coco_sample.yaml, a small CPU recipe)")
+    parser.add_argument("--config", default=None, metavar="NAME|PATH",
+                        help="YAML config: a shipped config's name (e.g. petr_overfit_coco_sample; README: Models and "
+                             "configs) or a file (default: the demo, petr_demo_synthetic)")
     parser.add_argument("--data-root", default=None,
                         help="dataset folder: images/ + annotations/*.json or the COCO 2017 layout "
                              "(default: the config's data.root; none there: synthetic stick figures)")
@@ -45,11 +42,9 @@ def _add_config_argument(parser, *, checkpoint):
 
 def _load_config(args):
     from posetr.config import load_config
+    from posetr.config_files import DEMO_CONFIG, resolve_config
 
-    path = args.config
-    if path is None and os.path.isfile(_DEFAULT_CONFIG):
-        path = _DEFAULT_CONFIG
-    cfg = load_config(path)
+    cfg = load_config(resolve_config(DEMO_CONFIG if args.config is None else args.config))
     if args.data_root is not None:
         cfg.data.root = args.data_root
     return cfg
@@ -62,8 +57,11 @@ def _add_train_arguments(parser):
 
 
 def _run_train(args):
+    from posetr.config_files import DEMO_CONFIG, DEMO_MESSAGE
     from posetr.engine.train import train
 
+    if args.config is None:
+        print(DEMO_MESSAGE.format(name=DEMO_CONFIG), flush=True)
     metrics = train(_load_config(args), output_dir=args.output_dir, resume=args.resume)
     if metrics:
         print(f"AP {metrics['AP']:.4f}")
