@@ -85,7 +85,17 @@ def _run_eval(args):
 
 def _add_predict_arguments(parser):
     _add_config_argument(parser, checkpoint=True)
-    parser.add_argument("--output-dir", default="predictions", help="predictions.json and *_pose.png (default: predictions)")
+    parser.add_argument("--output-dir", default=None,
+                        help="predictions.json and <name>_pose.png per image (default: predictions/ in the "
+                             "checkpoint's folder, the run directory)")
+    parser.add_argument("--score-threshold", type=float, default=None, metavar="S",
+                        help="people scoring below S are left out of the JSON and the drawings "
+                             "(default: the config's eval.draw_threshold, 0.3)")
+    parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
+                        help="where the model runs (default: the config's train.device, auto: cuda if available)")
+    parser.add_argument("--coco-json", default=None, metavar="PATH",
+                        help="also write the people in COCO's keypoint results format (image_id: the file stem "
+                             "when all stems are distinct integers, else the input's position 1, 2, ...)")
     parser.add_argument("--boxes", default=None,
                         help='top-down models: JSON {"<image file name or path>": [[x, y, w, h(, score)], ...]} '
                              "of person boxes in pixels (default, and images not listed: the whole image as one box)")
@@ -93,12 +103,31 @@ def _add_predict_arguments(parser):
 
 
 def _run_predict(args):
+    import torch
+
     from posetr.engine.run import run_predict
 
-    entries = run_predict(_load_config(args), checkpoint=args.checkpoint, images=args.images,
-                          output_dir=args.output_dir, boxes=args.boxes)
-    print(f"wrote {args.output_dir}/predictions.json and {len(entries)} PNG(s)")
-    return 0
+    cfg = _load_config(args)
+    if args.score_threshold is not None:
+        if not 0.0 <= args.score_threshold <= 1.0:
+            raise ValueError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+        cfg.eval.draw_threshold = args.score_threshold
+    if args.device is not None:
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+        cfg.train.device = args.device
+    output_dir = args.output_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "predictions")
+    entries = run_predict(cfg, checkpoint=args.checkpoint, images=args.images, output_dir=output_dir,
+                          boxes=args.boxes, coco_json=args.coco_json)
+    failed = [entry for entry in entries if "error" in entry]
+    for entry in failed:
+        print(f"posetr predict: skipped: {entry['error']}", file=sys.stderr)
+    people = sum(len(entry.get("people", ())) for entry in entries)
+    print(f"wrote {os.path.join(output_dir, 'predictions.json')} and {len(entries) - len(failed)} PNG(s): "
+          f"{people} people scoring at least {cfg.eval.draw_threshold:g}"
+          + (f"; COCO results {args.coco_json}" if args.coco_json else "")
+          + (f"; skipped {len(failed)} unreadable image(s)" if failed else ""))
+    return 1 if failed else 0
 
 
 COMMANDS = {
