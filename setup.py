@@ -41,7 +41,11 @@ def _extension():
 
 
 setup(
-    packages=find_packages(include=["posetr", "posetr.*"]),
+    # configs/ stays at the top of the repository and is installed as posetr/configs/*.yaml
+    # (posetr/config_files.py finds either; `--config NAME` resolves to it)
+    packages=find_packages(include=["posetr", "posetr.*"]) + ["posetr.configs"],
+    package_dir={"posetr.configs": "configs"},
+    package_data={"posetr.configs": ["*.yaml"]},
     py_modules=["MultiScaleDeformableAttention"],
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},

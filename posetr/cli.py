@@ -31,16 +31,12 @@ def _run_bench(args):
     return 1 if report["errors"] else 0
 
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-                               "petr_overfit_coco_sample.yaml")
-
-
 def _add_config_argument(parser, *, checkpoint):
-    parser.add_argument("--config", default=None,
-                        help="YAML config (default: " + ("the config stored in the checkpoint; a given config must "
-                                                         "have the checkpoint's model section" if checkpoint else
-                                                         "configs/petr_overfit_coco_sample.yaml, a small CPU recipe")
-                        + ")")
+    parser.add_argument("--config", default=None, metavar="NAME|PATH",
+                        help="YAML config: a shipped config's name (e.g. petr_overfit_coco_sample; README: Models and "
+                             "configs) or a file (default: " + ("the config stored in the checkpoint; a given config "
+                                                                "must have the checkpoint's model section" if checkpoint
+                                                                else "the demo, petr_demo_synthetic") + ")")
     parser.add_argument("--data-root", default=None,
                         help="dataset folder: images/ + annotations/*.json or the COCO 2017 layout "
                              "(default: the config's data.root; none there: synthetic stick figures)")
@@ -53,9 +49,9 @@ def _add_config_argument(parser, *, checkpoint):
 
 def _load_config(args):
     from posetr.config import load_config
+    from posetr.config_files import DEMO_CONFIG, resolve_config
 
-    path = args.config
-    if path is None and getattr(args, "checkpoint", None) is not None:  # eval / predict: the checkpoint's config
+    if args.config is None and getattr(args, "checkpoint", None) is not None:  # eval / predict: the checkpoint's
         from posetr.config import apply_overrides, config_from_dict, config_to_dict
         from posetr.engine.run import config_of_checkpoint
 
@@ -66,7 +62,7 @@ def _load_config(args):
             except ValueError as exc:
                 raise ValueError(f"--set: {exc}") from None
     else:
-        cfg = load_config(_DEFAULT_CONFIG if path is None and os.path.isfile(_DEFAULT_CONFIG) else path,
+        cfg = load_config(resolve_config(DEMO_CONFIG if args.config is None else args.config),
                           overrides=args.overrides)
     if args.data_root is not None:
         cfg.data.root = args.data_root
@@ -84,9 +80,12 @@ def _add_train_arguments(parser):
 
 
 def _run_train(args):
+    from posetr.config_files import DEMO_CONFIG, DEMO_MESSAGE
     from posetr.engine.evaluate import format_metric
     from posetr.engine.train import train
 
+    if args.config is None:
+        print(DEMO_MESSAGE.format(name=DEMO_CONFIG), flush=True)
     metrics = train(_load_config(args), output_dir=args.output_dir, resume=args.resume)
     if metrics:
         print(f"AP {format_metric(metrics['AP'])}")
@@ -113,7 +112,17 @@ def _run_eval(args):
 
 def _add_predict_arguments(parser):
     _add_config_argument(parser, checkpoint=True)
-    parser.add_argument("--output-dir", default="predictions", help="predictions.json and *_pose.png (default: predictions)")
+    parser.add_argument("--output-dir", default=None,
+                        help="predictions.json and <name>_pose.png per image (default: predictions/ in the "
+                             "checkpoint's folder, the run directory)")
+    parser.add_argument("--score-threshold", type=float, default=None, metavar="S",
+                        help="people scoring below S are left out of the JSON and the drawings "
+                             "(default: the config's eval.draw_threshold, 0.3)")
+    parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
+                        help="where the model runs (default: the config's train.device, auto: cuda if available)")
+    parser.add_argument("--coco-json", default=None, metavar="PATH",
+                        help="also write the people in COCO's keypoint results format (image_id: the file stem "
+                             "when all stems are distinct integers, else the input's position 1, 2, ...)")
     parser.add_argument("--boxes", default=None,
                         help='top-down models: JSON {"<image file name or path>": [[x, y, w, h(, score)], ...]} '
                              "of person boxes in pixels (default, and images not listed: the whole image as one box)")
@@ -121,14 +130,31 @@ def _add_predict_arguments(parser):
 
 
 def _run_predict(args):
+    import torch
+
     from posetr.engine.run import run_predict
 
-    entries = run_predict(_load_config(args), checkpoint=args.checkpoint, images=args.images,
-                          output_dir=args.output_dir, boxes=args.boxes)
-    skipped = sum("error" in e for e in entries)
-    print(f"wrote {args.output_dir}/predictions.json and {len(entries) - skipped} PNG(s)"
-          + (f"; skipped {skipped} unreadable image(s)" if skipped else ""))
-    return 1 if skipped else 0
+    cfg = _load_config(args)
+    if args.score_threshold is not None:
+        if not 0.0 <= args.score_threshold <= 1.0:
+            raise ValueError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+        cfg.eval.draw_threshold = args.score_threshold
+    if args.device is not None:
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+        cfg.train.device = args.device
+    output_dir = args.output_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "predictions")
+    entries = run_predict(cfg, checkpoint=args.checkpoint, images=args.images, output_dir=output_dir,
+                          boxes=args.boxes, coco_json=args.coco_json)
+    failed = [entry for entry in entries if "error" in entry]
+    for entry in failed:
+        print(f"posetr predict: skipped: {entry['error']}", file=sys.stderr)
+    people = sum(len(entry.get("people", ())) for entry in entries)
+    print(f"wrote {os.path.join(output_dir, 'predictions.json')} and {len(entries) - len(failed)} PNG(s): "
+          f"{people} people scoring at least {cfg.eval.draw_threshold:g}"
+          + (f"; COCO results {args.coco_json}" if args.coco_json else "")
+          + (f"; skipped {len(failed)} unreadable image(s)" if failed else ""))
+    return 1 if failed else 0
 
 
 def _run_info(args):

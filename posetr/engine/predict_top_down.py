@@ -12,7 +12,7 @@ from posetr.data.collate import collate_crops
 from posetr.data.top_down import instance_target, is_box, is_finite_number, read_json_file
 from posetr.data.top_down_transforms import build_top_down_transforms
 from posetr.engine.evaluate_top_down import infer_crops
-from posetr.engine.predict import predict_each
+from posetr.engine.predict import predict_files
 
 BOXES_FORMAT = '{"<image file name or path>": [[x, y, w, h] or [x, y, w, h, score], ...]}'
 
@@ -43,14 +43,13 @@ def load_boxes(path: str) -> dict[str, list[tuple[list[float], float]]]:
 
 @torch.no_grad()
 def predict_images_top_down(model, postprocessor, paths: list[str], *, boxes: dict | None, data_cfg, info,
-                            output_dir: str, device, threshold: float, flip_test: bool,
-                            amp: bool = False) -> list[dict]:
+                            output_dir: str, device, threshold: float, flip_test: bool, amp: bool = False,
+                            coco_json: str | None = None) -> list[dict]:
     """Runs a top-down model on the person boxes of each image of ``paths``: ``boxes[path]`` or
     ``boxes[basename(path)]`` (:func:`load_boxes`), the whole image as one box (score 1) for an image
-    not listed. No NMS: one person per box. Writes ``predictions.json`` and a drawing per image to
-    ``output_dir`` (:func:`~posetr.engine.predict.predict_each`: unreadable images skipped and reported);
-    returns the JSON entries ``{"image", "drawing", "people": [{"score", "box": [x, y, w, h],
-    "keypoints": [[x, y, score]] * K}]}`` (original-image pixels, best first).
+    not listed. No NMS: one person per box. Outputs and entries as
+    :func:`~posetr.engine.predict.predict_files` (people: ``{"score", "box": [x, y, w, h], "keypoints"}``,
+    original-image pixels).
     """
     output_size = crop_output_size(data_cfg)
     transforms = build_top_down_transforms(train=False, augment="none", output_size=output_size,
@@ -58,7 +57,7 @@ def predict_images_top_down(model, postprocessor, paths: list[str], *, boxes: di
     boxes = boxes or {}
     model.eval()
 
-    def predict_one(path: str, image) -> list[dict]:
+    def infer(image, path):
         pixels = np.asarray(image)
         listed = boxes.get(path, boxes.get(os.path.basename(path)))
         image_boxes = [([0.0, 0.0, float(image.width), float(image.height)], 1.0)] if listed is None else listed
@@ -70,10 +69,8 @@ def predict_images_top_down(model, postprocessor, paths: list[str], *, boxes: di
             for i, (box, score) in enumerate(image_boxes)]
         results = infer_crops(model, postprocessor, *collate_crops(crops), device=device, amp=amp,
                               flip_test=flip_test)
-        people = [{"score": round(float(r["score"]), 4), "box": box,
-                   "keypoints": [[round(float(v), 2) for v in kp] for kp in r["keypoints"].tolist()]}
-                  for r, (box, _) in zip(results, image_boxes)]
-        people.sort(key=lambda p: -p["score"])
-        return people
+        return [{"score": round(float(r["score"]), 4), "box": box,
+                 "keypoints": [[round(float(v), 2) for v in kp] for kp in r["keypoints"].tolist()]}
+                for r, (box, _) in zip(results, image_boxes)]
 
-    return predict_each(paths, predict_one, output_dir=output_dir, skeleton=info.skeleton, threshold=threshold)
+    return predict_files(paths, infer, output_dir=output_dir, info=info, threshold=threshold, coco_json=coco_json)

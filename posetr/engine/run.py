@@ -81,8 +81,10 @@ def run_eval(cfg: Config | None, *, checkpoint: str, output_dir: str, build_mode
 
 
 def run_predict(cfg: Config | None, *, checkpoint: str, images: list[str], output_dir: str, build_model=None,
-                boxes: str | None = None, data_kind: str | None = None) -> list[dict]:
-    """Keypoints of the people in ``images``: ``output_dir/predictions.json`` and one PNG per image.
+                boxes: str | None = None, data_kind: str | None = None, coco_json: str | None = None) -> list[dict]:
+    """Keypoints of the people in ``images`` scoring at least ``cfg.eval.draw_threshold``:
+    ``output_dir/predictions.json``, one PNG per image and, with ``coco_json``, COCO keypoint results
+    (:func:`~posetr.engine.predict.predict_files`; unreadable images are skipped and reported there).
 
     ``cfg`` None: the config stored in the checkpoint; a given ``cfg`` must have the checkpoint's model
     section. Top-down models crop the person boxes of the JSON file ``boxes``
@@ -106,7 +108,7 @@ def run_predict(cfg: Config | None, *, checkpoint: str, images: list[str], outpu
     if kind == "top_down":
         return predict_images_top_down(model, postprocessor, images, boxes=person_boxes, data_cfg=cfg.data, info=info,
                                        output_dir=output_dir, device=device, threshold=cfg.eval.draw_threshold,
-                                       flip_test=cfg.eval.flip_test, amp=cfg.train.amp)
+                                       flip_test=cfg.eval.flip_test, amp=cfg.train.amp, coco_json=coco_json)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.train.amp):
         return predict_images(model, postprocessor, images, data_cfg=cfg.data, info=info, output_dir=output_dir,
-                              device=device, threshold=cfg.eval.draw_threshold)
+                              device=device, threshold=cfg.eval.draw_threshold, coco_json=coco_json)
