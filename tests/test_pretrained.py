@@ -113,7 +113,7 @@ def test_every_recipe_says_how_its_backbone_starts(path):
     """The full recipes ask for ImageNet weights and refuse to train without them; the small memorisation
     configs say scratch explicitly."""
     cfg = load_config(path)
-    small = "overfit" in os.path.basename(path)
+    small = "overfit" in os.path.basename(path) or "demo" in os.path.basename(path)  # the no-argument train demo
     assert cfg.model.backbone_init == ("scratch" if small else "imagenet")
     if small:
         check_backbone_init(cfg.model)
