@@ -21,7 +21,9 @@ class DataConfig:
     root: str | None = None  # folder with images/ + annotations/*.json or the COCO 2017 layout; None: synthetic data
     train_split: str = "train"  # split name picking the training annotation file (see posetr.data.coco.resolve_split)
     val_split: str = "val"  # split name of the evaluation annotation file
-    augment: str = "full"  # training augmentation: "full" (flip + multi-scale resize/crop) | "poet" (POET's:
+    augment: str = "full"  # training augmentation: "official" (opera's PETR pipeline: photometric, rotation
+    #   +-30, flip, two scale policies; posetr/data/transforms_petr.py) | "full" (DETR's, the PETR paper's text:
+    #   flip + multi-scale resize/crop) | "poet" (POET's:
     #   flip, rotation, coarse dropout, multi-scale resize/crop; keeps people without keypoints) | "flip" | "none"
     train_images: str = "with_person"  # training images kept: "with_person" (mmdet's filter_empty_gt, opera:
     #   any person annotation) | "with_labelled_person" (a person with a labelled joint: the paper's 57K) | "all"

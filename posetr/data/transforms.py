@@ -12,10 +12,12 @@ runs, ``image`` is a ``PIL.Image`` (RGB) and ``target`` holds pixel coordinates 
 drops persons without a labelled keypoint and converts coordinates to the form documented in
 docs/model_interfaces.md (keypoints normalised by the unpadded image size, boxes (cx, cy, w, h)).
 
-The training pipeline follows opera's PETR config (itself DETR's): horizontal flip, then either a
+``augment="full"`` is DETR's training pipeline (the PETR paper's text): horizontal flip, then either a
 multi-scale resize (shorter side 480..800 in steps of 32, longer side <= 1333) or resize to
-400/500/600, random crop of 384..600 pixels, multi-scale resize. POET's pipeline (``augment="poet"``,
-posetr/data/transforms_poet.py) adds a rotation and coarse dropout.
+400/500/600, random crop of 384..600 pixels, multi-scale resize. opera's official PETR pipeline is
+``augment="official"`` (posetr/data/transforms_petr.py: photometric distortion, rotation, flip, two scale
+policies). POET's pipeline (``augment="poet"``, posetr/data/transforms_poet.py) adds a rotation and coarse
+dropout to DETR's.
 """
 from __future__ import annotations
 
@@ -285,7 +287,8 @@ def build_transforms(*, train: bool, augment: str, flip_index: Sequence[int], te
 
     Args:
         train: training split (random augmentation) or test split (fixed resize to ``test_size``).
-        augment: ``"full"`` (opera PETR: flip + multi-scale resize / crop), ``"poet"`` (POET: flip,
+        augment: ``"official"`` (opera's PETR pipeline: photometric, rotation, flip, two scale policies;
+            posetr/data/transforms_petr.py), ``"full"`` (DETR's: flip + multi-scale resize / crop), ``"poet"`` (POET: flip,
             rotation, coarse dropout, multi-scale resize / crop; posetr/data/transforms_poet.py),
             ``"flip"`` (flip and a fixed resize) or ``"none"`` (fixed resize only). Ignored when ``train``
             is False.
@@ -296,8 +299,13 @@ def build_transforms(*, train: bool, augment: str, flip_index: Sequence[int], te
     Raises:
         ValueError: unknown ``augment``.
     """
-    if augment not in ("full", "poet", "flip", "none"):
-        raise ValueError(f"build_transforms: augment must be 'full', 'poet', 'flip' or 'none', got {augment!r}")
+    if augment not in ("official", "full", "poet", "flip", "none"):
+        raise ValueError(f"build_transforms: augment must be 'official', 'full', 'poet', 'flip' or 'none', "
+                         f"got {augment!r}")
+    if train and augment == "official":
+        from posetr.data.transforms_petr import petr_official_train_transforms
+
+        return petr_official_train_transforms(flip_index=flip_index)
     if train and augment == "poet":
         from posetr.data.transforms_poet import poet_train_transforms
 
