@@ -13,7 +13,7 @@ from posetr.models import build_model
 from posetr.models.tfpose import TFPoseConfig
 from posetr.models.tfpose.flops import PAPER_MODELS, model_gmacs
 from posetr.models.tfpose.heatmap import heatmap_mse_loss, render_udp_heatmaps
-from posetr.models.tfpose.postprocess import unflip_keypoints
+from posetr.models.common.top_down import unflip_keypoints
 from kernel_agreement import assert_twins_agree_in_float64, weighted_total
 
 

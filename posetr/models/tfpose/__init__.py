@@ -10,7 +10,8 @@ DATA_KIND = "top_down"  # person crops (docs/model_interfaces.md)
 
 
 def _check(cfg: TFPoseConfig) -> None:
-    from posetr.models.tfpose.postprocess import FLIP_CONVENTIONS, INSTANCE_SCORES
+    from posetr.models.common.top_down import FLIP_CONVENTIONS
+    from posetr.models.tfpose.postprocess import INSTANCE_SCORES
 
     choices = {"levels": (cfg.levels, tuple(LEVEL_SETS)), "flip_convention": (cfg.flip_convention, FLIP_CONVENTIONS),
                "instance_score": (cfg.instance_score, INSTANCE_SCORES)}

@@ -2,7 +2,7 @@
 
 [D] (the paper gives no details): with the flip test the flipped crop's keypoints are un-flipped (x
 mirrored by ``flip_convention``, left/right joints swapped with the dataset's flip pairs) and averaged
-with the plain ones; crop coordinates map back with ``crop_to_image`` (mmpose ``transform_preds``).
+with the plain ones; crop coordinates map back with ``keypoints_to_image`` (mmpose ``transform_preds``).
 TFPose regresses no confidence, so every keypoint score is 1; the instance score is the person box's
 score (``instance_score="box"``, equal to SimpleBaseline's box_score * mean keypoint score) or 1.
 """
@@ -11,29 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from posetr.data.crop_geometry import crop_to_image
+from posetr.models.common.top_down import keypoints_to_image, unflip_keypoints
 
-FLIP_CONVENTIONS = ("pixel", "unit")
 INSTANCE_SCORES = ("box", "one")
-
-
-def unflip_keypoints(keypoints: torch.Tensor, flip_index, *, width: int, convention: str) -> torch.Tensor:
-    """Keypoints predicted on a horizontally flipped crop, in the unflipped crop's frame.
-
-    Args:
-        keypoints (Float[B, K, 2]): normalised to the flipped crop.
-        flip_index (list[int]): ``KeypointInfo.flip_index()`` (joint k of the result is joint
-            flip_index[k] of the input).
-        width (int): W, the crop width in pixels. convention (str): "pixel": x -> (W - 1) / W - x;
-            "unit": x -> 1 - x.
-
-    Returns:
-        Float[B, K, 2].
-    """
-    shift = (width - 1) / width if convention == "pixel" else 1.0
-    out = keypoints[:, flip_index].clone()
-    out[..., 0] = shift - out[..., 0]
-    return out
 
 
 class TFPosePostProcess(nn.Module):
@@ -59,10 +39,7 @@ class TFPosePostProcess(nn.Module):
             flipped = unflip_keypoints(flipped_outputs["pred_keypoints"].float(), self.flip_index,
                                        width=outputs["input_size"][1], convention=self.flip_convention)
             keypoints = (keypoints + flipped) / 2
-        keypoints = keypoints.cpu()
-        center = torch.stack([torch.as_tensor(t["center"], dtype=torch.float32).cpu() for t in targets])
-        scale = torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32).cpu() for t in targets])
-        pixels = crop_to_image(keypoints, center, scale)
+        pixels = keypoints_to_image(keypoints, targets)
         scores = torch.ones(pixels.shape[:-1] + (1,))
         results = []
         for b, t in enumerate(targets):

@@ -1,0 +1,42 @@
+"""Helpers the top-down models share (TFPose, Poseur): the flip test's un-flip of crop-normalised keypoints."""
+from __future__ import annotations
+
+import torch
+
+FLIP_CONVENTIONS = ("pixel", "unit")
+
+
+def unflip_keypoints(keypoints: torch.Tensor, flip_index, *, width: int, convention: str) -> torch.Tensor:
+    """Keypoints predicted on a horizontally flipped crop, in the unflipped crop's frame.
+
+    Args:
+        keypoints (Float[B, K, 2]): normalised to the flipped crop.
+        flip_index (list[int]): ``KeypointInfo.flip_index()`` (joint k of the result is joint
+            flip_index[k] of the input).
+        width (int): W, the crop width in pixels. convention (str): "pixel": x -> (W - 1) / W - x, exact for
+            the engine's ``images.flip(-1)`` (crop pixel i sits at x = i / W); "unit": x -> 1 - x (mmpose's
+            ``fliplr_regression(center_x=0.5)``, Poseur's ``fliplr_rle_regression``).
+
+    Returns:
+        Float[B, K, 2].
+
+    Raises:
+        ValueError: ``convention`` not in :data:`FLIP_CONVENTIONS`.
+    """
+    if convention not in FLIP_CONVENTIONS:
+        raise ValueError(f"flip convention must be one of {list(FLIP_CONVENTIONS)}, got {convention!r}")
+    shift = (width - 1) / width if convention == "pixel" else 1.0
+    out = keypoints[:, flip_index].clone()
+    out[..., 0] = shift - out[..., 0]
+    return out
+
+
+def keypoints_to_image(keypoints: torch.Tensor, targets: list[dict]) -> torch.Tensor:
+    """Crop-normalised keypoints Float[B, K, 2] back to original-image pixels (CPU float32) with each crop's
+    ``center`` and ``scale`` (Float[2], pixels; mmpose ``transform_preds`` via
+    :func:`posetr.data.crop_geometry.crop_to_image`)."""
+    from posetr.data.crop_geometry import crop_to_image
+
+    center = torch.stack([torch.as_tensor(t["center"], dtype=torch.float32).cpu() for t in targets])
+    scale = torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32).cpu() for t in targets])
+    return crop_to_image(keypoints.float().cpu(), center, scale)
