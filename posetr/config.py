@@ -67,6 +67,8 @@ class TrainConfig:
     lr_drop: int = 80  # epochs between learning-rate drops (StepLR step size; lr_schedule "step" without lr_milestones)
     lr_milestones: list[int] = field(default_factory=list)  # epochs of the lr drops (MultiStepLR), e.g. [200, 250]
     lr_gamma: float = 0.1  # learning-rate factor at each drop (lr_schedule "step")
+    warmup_iters: int = 0  # linear warm-up over the first steps (mmcv warmup="linear"; Poseur: 500); 0: none
+    warmup_ratio: float = 0.001  # lr factor at step 0 of the warm-up (mmcv warmup_ratio)
     amp: bool = False  # bf16 autocast for the forward pass and losses
     seed: int = 42  # every epoch reseeds python/numpy/torch with seed + epoch (exact resume)
     device: str = "auto"  # "auto" (cuda if available, else cpu) | "cpu" | "cuda"
@@ -114,7 +116,7 @@ _RANGES = {
     "train.lr_drop": _at_least(1), "train.lr_milestones": _at_least(1), "train.lr_gamma": _POSITIVE,
     "train.weight_decay": _at_least(0), "train.clip_max_norm": _at_least(0), "train.lr_backbone_mult": _at_least(0),
     "train.lr_linear_proj_mult": _at_least(0), "train.checkpoint_every": _at_least(1),
-    "train.eval_every": _at_least(0),
+    "train.eval_every": _at_least(0), "train.warmup_iters": _at_least(0), "train.warmup_ratio": _FRACTION,
     "data.batch_size": _at_least(1), "data.num_workers": _at_least(0), "data.synthetic_images": _at_least(1),
     "data.train_sizes": _at_least(1), "data.test_size": _at_least(1), "data.max_size": _at_least(1),
     "data.input_size": _at_least(1), "data.bbox_padding": _POSITIVE, "data.half_body_prob": _FRACTION,

@@ -61,12 +61,14 @@ def _fsync_dir(folder: str) -> None:
 
 
 def save_checkpoint(path: str, *, model, optimizer, scheduler, epoch: int, config: dict,
-                    best_ap: float | None = None) -> None:
+                    best_ap: float | None = None, criterion=None) -> None:
     """Writes the checkpoint of the state after ``epoch`` completed epochs to ``path``, atomically.
 
     Args:
         config: the run's configuration as plain dicts (``posetr.config.config_to_dict``).
         best_ap: the best AP of the run so far (None: not evaluated yet); ``train --resume`` continues it.
+        criterion: the criterion, whose state (Poseur's RealNVP flows: training-only parameters) is saved
+            under ``"criterion"`` when it has any.
 
     Raises:
         OSError: the folder cannot be written (the previous file at ``path`` is left as it was).
@@ -79,6 +81,8 @@ def save_checkpoint(path: str, *, model, optimizer, scheduler, epoch: int, confi
         "best_ap": best_ap,
         "config": config,
     }
+    if criterion is not None and unwrap(criterion).state_dict():
+        state["criterion"] = unwrap(criterion).state_dict()
     path = os.path.abspath(path)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
@@ -156,8 +160,10 @@ def describe_mismatch(model_state: dict, checkpoint_state: dict) -> str | None:
     return "; ".join(parts) or None
 
 
-def load_checkpoint(path: str, *, model, optimizer=None, scheduler=None, state: dict | None = None) -> dict:
-    """Loads ``path`` into ``model`` (and ``optimizer`` / ``scheduler`` when given); returns the dict.
+def load_checkpoint(path: str, *, model, optimizer=None, scheduler=None, state: dict | None = None,
+                    criterion=None) -> dict:
+    """Loads ``path`` into ``model`` (and ``optimizer`` / ``scheduler`` / the state of ``criterion`` when
+    given and saved); returns the dict.
 
     Args:
         state: the contents of ``path`` when already read (:func:`read_checkpoint`).
@@ -172,6 +178,12 @@ def load_checkpoint(path: str, *, model, optimizer=None, scheduler=None, state: 
     if mismatch is not None:
         raise CheckpointError(f"checkpoint {path!r} does not fit the configured model: {mismatch}")
     target.load_state_dict(state["model"])
+    if criterion is not None and isinstance(state.get("criterion"), dict):
+        mismatch = describe_mismatch(unwrap(criterion).state_dict(), state["criterion"])
+        if mismatch is not None:
+            raise CheckpointError(f"checkpoint {path!r}: its criterion state does not fit the configured one: "
+                                  f"{mismatch}")
+        unwrap(criterion).load_state_dict(state["criterion"])
     if optimizer is not None and state.get("optimizer") is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler") is not None:

@@ -20,7 +20,7 @@ from posetr.data.keypoints import keypoint_info
 from posetr.data.sampler import AspectRatioGroupSampler
 from posetr.data.synthetic import write_synthetic_coco
 from posetr.engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from posetr.engine.distributed import barrier, get_rank, init_distributed, is_main_process
+from posetr.engine.distributed import barrier, get_rank, init_distributed, is_main_process, unwrap
 from posetr.engine.evaluate import evaluate, format_metric
 from posetr.engine.evaluate_top_down import evaluate_top_down
 from posetr.engine.run_records import RunRecords, prepare_output_dir, progress
@@ -78,13 +78,24 @@ def scaled_lr(train_cfg, *, total_batch: int | None) -> float:
     return train_cfg.lr * total_batch / train_cfg.lr_base_batch
 
 
-def build_optimizer(model: torch.nn.Module, train_cfg, *, total_batch: int | None = None) -> torch.optim.AdamW:
+def trainable_parameters(model: torch.nn.Module, criterion: torch.nn.Module | None = None):
+    """(name, parameter) of ``model`` and, prefixed ``criterion.``, of ``criterion`` (Poseur's RealNVP
+    flows, trained with the model; most criteria have none)."""
+    yield from model.named_parameters()
+    if criterion is not None:
+        for name, param in criterion.named_parameters():
+            yield f"criterion.{name}", param
+
+
+def build_optimizer(model: torch.nn.Module, train_cfg, *, total_batch: int | None = None,
+                    criterion: torch.nn.Module | None = None) -> torch.optim.AdamW:
     """AdamW with three groups: backbone (lr x ``lr_backbone_mult``), deformable sampling offsets /
-    reference points (lr x ``lr_linear_proj_mult``) and the rest (Deformable DETR / opera PETR); the base lr
-    is :func:`scaled_lr` of ``total_batch`` (images per step, all processes)."""
+    reference points (lr x ``lr_linear_proj_mult``) and the rest (Deformable DETR / opera PETR), over the
+    parameters of ``model`` and ``criterion``; the base lr is :func:`scaled_lr` of ``total_batch`` (images
+    per step, all processes)."""
     lr = scaled_lr(train_cfg, total_batch=total_batch)
     groups = {"backbone": [], "linear_proj": [], "other": []}
-    for name, param in model.named_parameters():
+    for name, param in trainable_parameters(model, criterion):
         if not param.requires_grad:
             continue
         if "backbone" in name:
@@ -120,21 +131,40 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg):
     raise ValueError(f"train.lr_schedule must be 'step' or 'cosine', got {train_cfg.lr_schedule!r}")
 
 
+def warmup_factor(iteration: int, *, warmup_iters: int, warmup_ratio: float) -> float:
+    """mmcv's linear warm-up: the factor ``1 - (1 - iteration / warmup_iters) * (1 - warmup_ratio)`` of
+    the scheduled lr at step ``iteration`` (0-based, counted over the whole run) before ``warmup_iters``,
+    1 after (``LrUpdaterHook(warmup="linear")``; Poseur: 500 iterations from ratio 0.001)."""
+    if iteration >= warmup_iters:
+        return 1.0
+    return 1 - (1 - iteration / warmup_iters) * (1 - warmup_ratio)
+
+
 def train_one_epoch(model, criterion, loader, optimizer, *, device, epoch: int, clip_max_norm: float,
-                    amp: bool = False) -> dict:
-    """One pass over ``loader``; returns the mean weighted total loss and the mean of each loss."""
+                    amp: bool = False, warmup_iters: int = 0, warmup_ratio: float = 1.0) -> dict:
+    """One pass over ``loader``; returns the mean weighted total loss and the mean of each loss.
+
+    The first ``warmup_iters`` steps of the run (counted as ``epoch * len(loader) + step``, so a resumed
+    run continues the ramp) scale each group's lr by :func:`warmup_factor`; the epoch's scheduled lr is
+    restored at the end of the epoch."""
     model.train()
     criterion.train()
+    weights = unwrap(criterion).weight_dict
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    scheduled = [group["lr"] for group in optimizer.param_groups]
+    first_iter = epoch * len(loader)
     sums: dict[str, float] = {}
     steps = 0
     bar = progress(loader, desc=f"epoch {epoch}", enabled=is_main_process())
     for images, masks, targets in bar:
+        factor = warmup_factor(first_iter + steps, warmup_iters=warmup_iters, warmup_ratio=warmup_ratio)
+        for group, lr in zip(optimizer.param_groups, scheduled):
+            group["lr"] = lr * factor
         images, masks = images.to(device), masks.to(device)
         targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             outputs = model(images, masks)
             losses = criterion(outputs, targets)
-        weights = criterion.weight_dict
         total = sum(weights[k] * losses[k].float() for k in losses if k in weights)
         if not math.isfinite(total.item()):
             raise RuntimeError(f"loss is {total.item()} at epoch {epoch}: "
@@ -142,13 +172,15 @@ def train_one_epoch(model, criterion, loader, optimizer, *, device, epoch: int, 
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         if clip_max_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_max_norm)
+            torch.nn.utils.clip_grad_norm_(params, clip_max_norm)
         optimizer.step()
         steps += 1
         sums["loss"] = sums.get("loss", 0.0) + total.item()
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v.item()
         bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.1e}")
+    for group, lr in zip(optimizer.param_groups, scheduled):
+        group["lr"] = lr
     return {k: v / max(steps, 1) for k, v in sums.items()}
 
 
@@ -281,16 +313,20 @@ def _train(cfg: Config, *, output_dir, resume, build_model, kind, collate, devic
     model, criterion, postprocessor = build_model(cfg.model)
     model.to(device)
     criterion.to(device)
-    optimizer = build_optimizer(model, cfg.train, total_batch=cfg.data.batch_size * world_size)
+    optimizer = build_optimizer(model, cfg.train, total_batch=cfg.data.batch_size * world_size,
+                                criterion=criterion)
     scheduler = build_scheduler(optimizer, cfg.train)
     start_epoch, best_ap = 0, None
     if state is not None:
-        load_checkpoint(resume, model=model, optimizer=optimizer, scheduler=scheduler, state=state)
+        load_checkpoint(resume, model=model, optimizer=optimizer, scheduler=scheduler, state=state,
+                        criterion=criterion)
         start_epoch, best_ap = state["epoch"], state.get("best_ap")
         print(f"resuming {resume} after epoch {start_epoch - 1} (best AP so far: {format_metric(best_ap)})",
               flush=True)
     if world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        if any(p.requires_grad for p in criterion.parameters()):  # its gradients averaged like the model's
+            criterion = torch.nn.parallel.DistributedDataParallel(criterion, find_unused_parameters=True)
 
     repeated = ConcatDataset([train_set] * cfg.train.repeats) if cfg.train.repeats > 1 else train_set
     if kind == "bottom_up" and cfg.data.aspect_ratio_groups:
@@ -315,7 +351,8 @@ def _train(cfg: Config, *, output_dir, resume, build_model, kind, collate, devic
                             sampler=train_sampler or RandomSampler(repeated), drop_last=False)
         lr = optimizer.param_groups[-1]["lr"]
         stats = train_one_epoch(model, criterion, loader, optimizer, device=device, epoch=epoch,
-                                clip_max_norm=cfg.train.clip_max_norm, amp=cfg.train.amp)
+                                clip_max_norm=cfg.train.clip_max_norm, amp=cfg.train.amp,
+                                warmup_iters=cfg.train.warmup_iters, warmup_ratio=cfg.train.warmup_ratio)
         scheduler.step()
         if is_main_process():
             print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in stats.items())
@@ -334,7 +371,7 @@ def _train(cfg: Config, *, output_dir, resume, build_model, kind, collate, devic
                 print(f"epoch {epoch}: AP {format_metric(evaluated['AP'])}"
                       + (f" (best so far: {BEST_CHECKPOINT})" if improved else ""), flush=True)
             saved = dict(model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1, config=config,
-                         best_ap=best_ap)
+                         best_ap=best_ap, criterion=criterion)
             if last or (epoch + 1) % max(cfg.train.checkpoint_every, 1) == 0:
                 save_checkpoint(os.path.join(output_dir, LAST_CHECKPOINT), **saved)
             if improved:

@@ -12,7 +12,7 @@ import importlib
 
 from posetr.models.common.config import BaseModelConfig
 
-MODEL_NAMES = ("petr", "poet", "tfpose")  # packages under posetr/models/, the values of model.name
+MODEL_NAMES = ("petr", "poet", "poseur", "tfpose")  # packages under posetr/models/, the values of model.name
 DEFAULT_MODEL = "petr"
 
 

@@ -23,13 +23,15 @@ class EMSDeformAttn(nn.Module):
         num_heads (int): number of attention heads M.
         num_levels (int): number of feature levels L.
         num_points (int): sampling points P per head and level.
-        im2col_step (int): passed to :func:`posetr.ops.emsda`.
+        im2col_step (int): passed to ``attn_fn``.
+        attn_fn (callable): the EMSDA function, :func:`posetr.ops.emsda` (the fused op) or one with its
+            signature, e.g. :func:`posetr.ops.reference.emsda_pytorch` (Poseur's repeat + MSDA + projection).
 
     Raises:
         ValueError: ``embed_dims`` not divisible by ``num_heads``.
     """
 
-    def __init__(self, embed_dims=256, num_heads=8, num_levels=4, num_points=4, im2col_step=64):
+    def __init__(self, embed_dims=256, num_heads=8, num_levels=4, num_points=4, im2col_step=64, attn_fn=emsda):
         super().__init__()
         if embed_dims % num_heads != 0:
             raise ValueError(
@@ -40,6 +42,7 @@ class EMSDeformAttn(nn.Module):
         self.num_levels = num_levels
         self.num_points = num_points
         self.im2col_step = im2col_step
+        self.attn_fn = attn_fn
         add_deformable_attention_layers(
             self, embed_dims, n_heads=num_heads, n_levels=num_levels, n_points=num_points
         )
@@ -104,7 +107,7 @@ class EMSDeformAttn(nn.Module):
             # The projection in the value's dtype, as autocast runs a linear on a half input.
             proj_weight, proj_bias = proj_weight.to(value.dtype), proj_bias.to(value.dtype)
         # Locations and weights in dtypes the kernel takes (autocast's float32 locations stay).
-        output = emsda(
+        output = self.attn_fn(
             value,
             input_spatial_shapes,
             input_level_start_index,

@@ -18,12 +18,16 @@ class Kernels(NamedTuple):
     - ``pairwise_oks(pred, gt, visible, area, sigmas)`` -> OKS of every (prediction, person) pair (pixels)
     - ``oks_loss(pred, gt, visible, area, sigmas, mode, eps, reduction)`` -> loss of matched pairs (pixels)
     - ``match(cost Tensor[B, Q, G_max], sizes list[int])`` -> list of B (index_i, index_j) int64 pairs
+    - ``emsda(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+      value_proj_weight, value_proj_bias, im2col_step)``: Poseur's EMSDA (posetr's fused op, or Poseur's
+      own formulation: the value repeated per head, MSDA, per-head projection)
     """
 
     ms_deform_attn: Callable
     pairwise_oks: Callable
     oks_loss: Callable
     match: Callable
+    emsda: Callable
 
 
 def _match_scipy(cost: torch.Tensor, sizes: list[int]):
@@ -47,9 +51,10 @@ def get_kernels(ops: str) -> Kernels:
         import posetr.ops as P
         from posetr.models.common.matching import match
 
-        return Kernels(P.ms_deform_attn, P.pairwise_oks, P.oks_loss, match)
+        return Kernels(P.ms_deform_attn, P.pairwise_oks, P.oks_loss, match, P.emsda)
     if ops == "reference":
         from posetr.ops import reference as R
 
-        return Kernels(R.ms_deform_attn_pytorch, R.pairwise_oks_pytorch, R.oks_loss_pytorch, _match_scipy)
+        return Kernels(R.ms_deform_attn_pytorch, R.pairwise_oks_pytorch, R.oks_loss_pytorch, _match_scipy,
+                       R.emsda_pytorch)
     raise ValueError(f"ops must be 'posetr' or 'reference', got {ops!r}")

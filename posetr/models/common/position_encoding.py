@@ -70,3 +70,23 @@ def sine_position_encoding(*, d_model: int, offset: float) -> PositionEmbeddingS
     if d_model % 2 != 0:
         raise ValueError(f"d_model must be even for the sine position embedding, got {d_model}")
     return PositionEmbeddingSine(num_feats=d_model // 2, offset=offset)
+
+
+def proposal_position_encoding(points: torch.Tensor, *, num_feats: int = 128, temperature: float = 10000.0) -> torch.Tensor:
+    """Sine embedding of normalised points (Deformable DETR's ``get_proposal_pos_embed`` without its
+    sigmoid, as Poseur's keypoint encoder uses it on the coarse keypoints).
+
+    Each coordinate v becomes ``v * 2 pi / temperature ** (2 * (j // 2) / num_feats)`` for j < num_feats,
+    sine at even j and cosine at odd j; x's channels come first, then y's.
+
+    Args:
+        points (Float[..., 2]): (x, y), normalised ([0, 1] inside the crop; other values are embedded as given).
+
+    Returns:
+        Float[..., 2 * num_feats].
+    """
+    dim_t = torch.arange(num_feats, dtype=points.dtype, device=points.device)
+    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_feats)
+    angles = points[..., None] * (2 * math.pi) / dim_t  # [..., 2, num_feats]
+    embedded = torch.stack((angles[..., 0::2].sin(), angles[..., 1::2].cos()), dim=-1).flatten(-2)
+    return embedded.flatten(-2)
