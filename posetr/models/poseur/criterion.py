@@ -83,11 +83,12 @@ class PoseurCriterion(nn.Module):
         return gt, weight[..., None].expand_as(gt)
 
     def forward(self, outputs: dict, targets: list[dict]) -> dict:
-        coarse = outputs["coarse_keypoints"].float()
+        dtype = self.enc_flow.s[0][0].weight.dtype  # the flows' (float32 also under bf16 autocast)
+        coarse = outputs["coarse_keypoints"].to(dtype)
         gt, weight = self._stack_targets(targets, coarse)
-        losses = {"enc_rle_loss": rle_loss(self.enc_flow, coarse, outputs["coarse_sigma"].float(), gt, weight,
+        losses = {"enc_rle_loss": rle_loss(self.enc_flow, coarse, outputs["coarse_sigma"].to(dtype), gt, weight,
                                            normalize=self.normalize)}
-        dec_keypoints, dec_sigma = outputs["dec_keypoints"].float(), outputs["dec_sigma"].float()
+        dec_keypoints, dec_sigma = outputs["dec_keypoints"].to(dtype), outputs["dec_sigma"].to(dtype)
         groups = dec_keypoints.shape[2] // self.num_keypoints
         gt_groups, weight_groups = gt.repeat(1, groups, 1), weight.repeat(1, groups, 1)
         for layer in range(dec_keypoints.shape[0]):

@@ -1,0 +1,288 @@
+"""Poseur (posetr/models/poseur): parameter counts, shapes, the noisy query groups, grouped self-attention,
+the reference refinement, initialisation, RealNVP and the RLE loss, flip fusion and scores, and the fused
+EMSDA model against Poseur's own formulation (``ops: reference``)."""
+import math
+
+import pytest
+import torch
+
+from posetr.models import build_model
+from posetr.models.poseur.config import PoseurConfig
+from posetr.models.poseur.criterion import rle_loss
+from posetr.models.poseur.model import NormLinear
+from posetr.models.poseur.noisy_queries import noisy_references
+from posetr.models.poseur.postprocess import fuse_flip, type2_confidence
+from posetr.models.poseur.realnvp import RealNVP
+from posetr.ops import EMSDeformAttn
+
+
+def _count(*modules) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+def _tiny_cfg(**overrides) -> PoseurConfig:
+    fields = dict(backbone_depth=18, backbone_width=16, backbone_norm="group", backbone_init="scratch", d_model=64,
+                  n_heads=4, dim_feedforward=64, dec_layers=2, dropout=0.0)
+    fields.update(overrides)
+    return PoseurConfig(**fields)
+
+
+def _crops(batch=2, size=(64, 48), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, *size, generator=g), torch.zeros(batch, *size, dtype=torch.bool)
+
+
+def _targets(batch, K=17, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [{"keypoints": torch.cat([torch.rand(K, 2, generator=g), torch.full((K, 1), 2.0)], 1),
+             "target_weight": torch.ones(K), "image_id": i} for i in range(batch)]
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (dict(dec_layers=6), 33_256_408),  # the released Poseur-R50 (spec: 33.256 M with both flows)
+    (dict(dec_layers=3), 29_005_894),  # paper Table 1d, 29.0 M
+    (dict(backbone="hrnet", backbone_width=32), 38_193_752),
+    (dict(backbone="hrnet", backbone_width=48), 74_274_776),
+])
+def test_parameter_counts(overrides, expected):
+    model, criterion, _ = build_model(PoseurConfig(backbone_init="scratch", **overrides))
+    assert _count(model, criterion) == expected
+    assert _count(criterion) == 2 * 53_784  # the two RealNVP flows (training only)
+
+
+def test_submodule_parameter_counts():
+    model, _, _ = build_model(PoseurConfig(backbone_init="scratch", dec_layers=1))
+    layer = model.decoder.layers[0]
+    assert _count(layer) == 1_020_544
+    assert _count(layer.self_attn) == 263_168 and _count(layer.cross_attn) == 230_272
+    assert _count(layer.ffn) == 525_568 + 512  # FFN and its LayerNorm
+    assert [_count(b[0]) for b in (model.decoder.coord_branches, model.decoder.coord_output_branches,
+                                   model.decoder.sigma_branches)] == [132_098] * 3
+    assert _count(model.neck) == 985_088 and _count(model.backbone) == 23_508_032
+    assert _count(RealNVP()) == 53_784
+
+
+def test_shapes_r50_train_and_eval():
+    """Spec section 1.8 at 256x192: 4080 memory tokens, 68 training queries, 17 at test."""
+    model, _, _ = build_model(PoseurConfig(backbone_init="scratch", dec_layers=2))
+    images, masks = _crops(batch=1, size=(256, 192))
+    memory, shapes, starts, pooled = model.encode(images, masks)
+    assert memory.shape == (1, 4080, 256) and shapes.tolist() == [[64, 48], [32, 24], [16, 12], [8, 6]]
+    assert pooled.shape == (1, 256)
+    model.train()
+    out = model(images, masks)
+    assert out["dec_keypoints"].shape == (2, 1, 68, 2) and out["dec_sigma"].shape == (2, 1, 68, 2)
+    assert out["pred_keypoints"].shape == (1, 17, 2) and out["coarse_sigma"].shape == (1, 17, 2)
+    model.eval()
+    with torch.no_grad():
+        out = model(images, masks)
+    assert out["dec_keypoints"].shape == (2, 1, 17, 2) and out["input_size"] == (256, 192)
+    assert ((out["pred_sigma"] > 0) & (out["pred_sigma"] < 1)).all()
+
+
+def test_noisy_references_follow_the_official_sampling():
+    torch.manual_seed(0)
+    reference = torch.rand(5, 17, 2)
+    out = noisy_references(reference, num_groups=3, num_points=4, sigma=0.2)
+    assert out.shape == (5, 68, 2) and torch.equal(out[:, :17], reference)
+    copies = reference.repeat(1, 3, 1)
+    changed = (out[:, 17:] != copies).any(-1)  # [B, 51]
+    assert changed.sum(1).tolist() == [12] * 5  # 12 of 51 slots
+    assert (changed == changed[0]).all()  # the same slots for every crop of the batch
+    assert out.min() >= -0.7 and out.max() <= 1.7
+    assert ((out[:, 17:] - copies).abs() <= 1 + 1e-6).all()  # offsets clipped to +-1
+    big = noisy_references(torch.full((4000, 17, 2), 0.5), num_groups=3, num_points=4, sigma=0.2)
+    offsets = big[:, 17:] - 0.5
+    offsets = offsets[:, (offsets != 0).any(-1).any(0)]
+    assert offsets.shape[1] == 12
+    # covariance 0.2 I: std 0.447 per axis, 2.5 % of the offsets clipped at +-1 (std 0.436)
+    assert offsets.std().item() == pytest.approx(0.436, abs=0.01)
+
+
+def test_noise_groups_never_reach_the_clean_group():
+    """Self-attention runs within each group of K and EMSDA / FFN per query, so without dropout the clean
+    group's training outputs are the eval outputs."""
+    torch.manual_seed(0)
+    model, _, _ = build_model(_tiny_cfg())
+    images, masks = _crops()
+    model.train()
+    trained = model(images, masks)
+    model.eval()
+    with torch.no_grad():
+        evaluated = model(images, masks)
+    assert trained["dec_keypoints"].shape[2] == 68
+    torch.testing.assert_close(trained["dec_keypoints"][:, :, :17], evaluated["dec_keypoints"])
+    torch.testing.assert_close(trained["pred_sigma"], evaluated["pred_sigma"])
+
+
+def test_references_refine_without_detach_and_the_coarse_reference_is_detached():
+    torch.manual_seed(0)
+    model, _, _ = build_model(_tiny_cfg())
+    model.eval()
+    out = model(*_crops())
+    out["dec_keypoints"][1].sum().backward()  # layer 1's output only
+    assert model.decoder.coord_branches[0][0].weight.grad.abs().sum() > 0  # through r_1, not detached
+    assert model.fc_coord.linear.weight.grad is None  # r_0 = mu_f.detach()
+    assert model.query_proj.weight.grad.abs().sum() > 0
+
+
+def test_official_and_deformable_detr_initialisation():
+    torch.manual_seed(0)
+    official, _, _ = build_model(_tiny_cfg(d_model=256, n_heads=8, dim_feedforward=1024))
+    attn = official.decoder.layers[0].cross_attn
+    assert attn.sampling_offsets.weight.abs().max() > 0.05  # Xavier over the intended zeros
+    bound = math.sqrt(6 / (32 + 2048))  # the official (2048, 32) table's Xavier bound
+    assert bound * 0.95 < attn.value_proj.weight.abs().max() <= bound
+    assert attn.value_proj.bias.abs().max() > 0.2  # its (8, 32) bias table: bound 0.387
+    grid = attn.sampling_offsets.bias.view(8, 4, 4, 2)
+    assert grid[0, 0, :, 0].tolist() == [1, 2, 3, 4] and grid[1, 0, 0].tolist() == [1, 1]
+    assert torch.equal(attn.attention_weights.bias, torch.zeros_like(attn.attention_weights.bias))
+    assert official.fc_coord.linear.weight.abs().max() > 0.05  # gain 1 overwrites the intended 0.01
+    assert official.decoder.coord_branches[0][0].weight.abs().max() < 0.01 * math.sqrt(6 / 512) + 1e-7
+    torch.manual_seed(0)
+    intended, _, _ = build_model(_tiny_cfg(d_model=256, n_heads=8, dim_feedforward=1024, init="deformable_detr"))
+    attn = intended.decoder.layers[0].cross_attn
+    assert attn.sampling_offsets.weight.abs().max() == 0 and attn.attention_weights.weight.abs().max() == 0
+    assert attn.value_proj.bias.abs().max() == 0
+    assert intended.fc_coord.linear.weight.abs().max() < 0.01 * math.sqrt(6 / (256 + 34)) + 1e-7
+
+
+def test_norm_linear_divides_by_the_feature_norm():
+    layer = NormLinear(8, 3)
+    x = torch.randn(4, 8)
+    expected = x @ layer.linear.weight.t() / x.norm(dim=1, keepdim=True) + layer.linear.bias
+    torch.testing.assert_close(layer(x), expected)
+    torch.testing.assert_close(layer(5 * x), expected)  # scale-invariant but for the bias
+
+
+def _identity_flow() -> RealNVP:
+    flow = RealNVP().double()
+    for nets in (flow.s, flow.t):
+        for net in nets:
+            torch.nn.init.zeros_(net[4].weight)
+            torch.nn.init.zeros_(net[4].bias)
+    return flow
+
+
+def test_rle_sanity_value():
+    """Identity flow, zero error, sigma 1, weight 1: 6.013631 per keypoint (spec section 4.2)."""
+    flow = _identity_flow()
+    assert flow.log_prob(torch.zeros(1, 2, dtype=torch.float64)).item() == pytest.approx(-2.087877, abs=1e-6)
+    B, Q = 3, 17
+    mu = torch.rand(B, Q, 2, dtype=torch.float64)
+    ones = torch.ones(B, Q, 2, dtype=torch.float64)
+    per_query = rle_loss(flow, mu, ones, mu, ones, normalize="queries")
+    assert per_query.item() == pytest.approx(6.013631, abs=1e-6)
+    assert rle_loss(flow, mu, ones, mu, ones, normalize="batch").item() == pytest.approx(Q * 6.013631, abs=1e-5)
+    zero = torch.zeros_like(ones)
+    assert rle_loss(flow, mu, ones, mu, zero, normalize="batch").item() == 0  # all weights 0: the plain sum
+
+
+def test_rle_loss_terms_against_the_formula():
+    torch.manual_seed(0)
+    flow = RealNVP().double()
+    B, Q = 2, 5
+    mu, target = torch.rand(B, Q, 2, dtype=torch.float64), torch.rand(B, Q, 2, dtype=torch.float64)
+    sigma = torch.rand(B, Q, 2, dtype=torch.float64) * 0.9 + 0.05
+    weight = (torch.rand(B, Q, 1) > 0.3).double().expand(B, Q, 2)
+    log_phi = flow.log_prob(((mu - target) / sigma).reshape(-1, 2)).view(B, Q, 1)
+    expected = ((sigma.log() - log_phi) * weight
+                + (torch.log(math.sqrt(2 * math.pi) * sigma) + (mu - target).abs() / (math.sqrt(2) * sigma + 1e-9))
+                * weight).sum() / B
+    torch.testing.assert_close(rle_loss(flow, mu, sigma, target, weight, normalize="batch"), expected)
+
+
+def test_realnvp_gradcheck_inverse_and_log_determinant():
+    torch.manual_seed(0)
+    flow = RealNVP().double()
+    x = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(flow.log_prob, (x,))
+    z, log_det = flow.inverse(x)
+    torch.testing.assert_close(flow.forward_pass(z), x)
+    for i in range(x.shape[0]):
+        jac = torch.autograd.functional.jacobian(lambda p: flow.inverse(p[None])[0][0], x[i].detach())
+        assert log_det[i].item() == pytest.approx(torch.linalg.slogdet(jac)[1].item(), abs=1e-10)
+
+
+def test_criterion_losses_and_weights():
+    torch.manual_seed(0)
+    model, criterion, _ = build_model(_tiny_cfg())
+    model.train()
+    out = model(*_crops())
+    losses = criterion(out, _targets(2))
+    assert set(losses) == set(criterion.weight_dict) == {"enc_rle_loss", "dec_rle_loss_0", "dec_rle_loss_1"}
+    sum(losses.values()).backward()
+    assert criterion.enc_flow.s[0][0].weight.grad.abs().sum() > 0
+    assert criterion.dec_flow.t[0][0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="target 0 .*expected keypoints \\[17, 3\\]"):
+        criterion(out, [{"keypoints": torch.zeros(16, 3), "target_weight": torch.ones(16)}] * 2)
+
+
+def test_type2_confidence_and_flip_fusions():
+    sigma = torch.full((1, 1, 2), 0.1)
+    assert type2_confidence(sigma).item() == pytest.approx(0.7 * (1 - math.exp(-2)) ** 2)
+    assert type2_confidence(sigma).item() == pytest.approx(0.523352, abs=1e-6)
+    a, b = torch.tensor([[[0.2, 0.4]]]), torch.tensor([[[0.4, 0.6]]])
+    s_a, s_b = torch.tensor([[[0.1, 0.1]]]), torch.tensor([[[0.3, 0.5]]])
+    fused, score = fuse_flip(a, s_a, b, s_b, fusion="default")
+    torch.testing.assert_close(fused, torch.tensor([[[0.3, 0.5]]]))
+    assert score.item() == pytest.approx(((0.9 + 0.9) / 2 + (0.7 + 0.5) / 2) / 2)
+    fused, score = fuse_flip(a, s_a, b, s_b, fusion="type2")
+    p_a, p_b = type2_confidence(s_a), type2_confidence(s_b)
+    torch.testing.assert_close(fused, (a * p_a[..., None] ** 5 + b * p_b[..., None] ** 5)
+                               / (p_a[..., None] ** 5 + p_b[..., None] ** 5 + 1e-10))
+    assert score.item() == pytest.approx(((p_a + p_b) / 2).item())
+    assert fused[0, 0, 0] < 0.25  # the sharper view dominates
+
+
+def test_postprocess_scores_and_unit_flip():
+    _, _, post = build_model(_tiny_cfg())
+    K = 17
+    keypoints = torch.rand(1, K, 2)
+    sigma = torch.rand(1, K, 2) * 0.5
+    targets = [{"center": torch.tensor([100.0, 100.0]), "scale": torch.tensor([1.0, 4 / 3]), "bbox_score": 0.8}]
+    outputs = {"pred_keypoints": keypoints, "pred_sigma": sigma, "input_size": (64, 48)}
+    result = post(outputs, targets)[0]
+    scores = (1 - sigma[0]).mean(-1)
+    torch.testing.assert_close(result["keypoints"][:, 2], scores)
+    assert result["score"] == pytest.approx(0.8 + scores.mean().item() + scores.max().item())
+    flip_index = post.flip_index
+    mirrored = {"pred_keypoints": torch.stack([1 - keypoints[..., 0], keypoints[..., 1]], -1)[:, flip_index],
+                "pred_sigma": sigma[:, flip_index], "input_size": (64, 48)}
+    fused = post(outputs, targets, flipped_outputs=mirrored)[0]  # the exact mirror under x -> 1 - x
+    torch.testing.assert_close(fused["keypoints"], result["keypoints"])
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_fused_emsda_matches_poseurs_formulation(training):
+    """``ops: reference`` (value repeated per head + MSDA + per-head projection) on the same weights: the same
+    outputs, losses and gradients."""
+    outs, grads = [], []
+    for ops in ("posetr", "reference"):
+        torch.manual_seed(0)
+        model, criterion, _ = build_model(_tiny_cfg(ops=ops))
+        model.double().train(training)
+        criterion.double()
+        images, masks = _crops()
+        torch.manual_seed(1)  # the same noisy groups
+        out = model(images.double(), masks)
+        loss = sum(criterion(out, _targets(2)).values())
+        loss.backward()
+        outs.append(out["dec_keypoints"].detach())
+        grads.append(model.decoder.layers[0].cross_attn.value_proj.weight.grad.clone())
+    torch.testing.assert_close(outs[0], outs[1])
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_invalid_fields_are_named():
+    for field, value in (("init", "paper"), ("flip_fuse", "type9"), ("rle_normalize", "keypoints"),
+                         ("backbone", "vit"), ("flip_convention", "left")):
+        with pytest.raises(ValueError, match=f"model.{field} must be one of"):
+            build_model(_tiny_cfg(**{field: value}))
+    with pytest.raises(ValueError, match="model.d_model must be a multiple of 32"):
+        build_model(_tiny_cfg(d_model=48))
+
+
+def test_emsda_module_is_the_cross_attention():
+    model, _, _ = build_model(_tiny_cfg())
+    assert all(isinstance(layer.cross_attn, EMSDeformAttn) for layer in model.decoder.layers)
