@@ -1,0 +1,137 @@
+"""Poseur through the engine: the released recipes' optimiser groups, warm-up and schedule; the CLI's train /
+eval (ground-truth boxes, a jittered detection file) / predict / resume on the real COCO sample with the
+flows checkpointed; and the acceptance run (memorising the sample's crops, AP >= 0.5)."""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from posetr import cli
+from posetr.config import load_config
+from posetr.engine.checkpoint import read_checkpoint
+from posetr.engine.evaluate import STAT_NAMES
+from posetr.engine.train import build_optimizer, build_scheduler, warmup_factor
+from posetr.models import build_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPES = ["poseur_r50_coco_256x192", "poseur_hrnet_w32_coco_256x192", "poseur_hrnet_w48_coco_384x288"]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_configs(name):
+    """AdamW 1e-3, weight decay 1e-4, sampling offsets x0.1 (everything else, the flows included, at 1e-3),
+    500-step linear warm-up from 0.001, x0.1 at epochs 255 and 310 of 325, detections + type2 flip test."""
+    cfg = load_config(os.path.join(REPO, "configs", f"{name}.yaml"))
+    assert cfg.model.name == "poseur" and cfg.model.dec_layers == 6 and cfg.model.init == "official"
+    assert (cfg.train.epochs, cfg.train.lr_milestones, cfg.train.warmup_iters) == (325, [255, 310], 500)
+    assert cfg.data.input_size == ([384, 288] if "384x288" in name else [256, 192])
+    assert cfg.data.photometric == cfg.data.cutout == ("w48" in name)
+    assert not cfg.data.use_gt_bbox and cfg.eval.flip_test and cfg.model.flip_fuse == "type2"
+    small = dataclasses.replace(cfg.model, backbone="resnet", backbone_depth=18, backbone_width=8, d_model=32,
+                                n_heads=4, dim_feedforward=64, dec_layers=1)
+    model, criterion, _ = build_model(small)
+    optimizer = build_optimizer(model, cfg.train, criterion=criterion)
+    assert optimizer.defaults["weight_decay"] == 1e-4
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    for param_name, p in [*model.named_parameters(), *criterion.named_parameters()]:
+        assert lr_of[id(p)] == pytest.approx(1e-4 if "sampling_offsets" in param_name else 1e-3), param_name
+    scheduler = build_scheduler(optimizer, cfg.train)
+    lrs = []
+    for _ in range(cfg.train.epochs):
+        lrs.append(optimizer.param_groups[-1]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[254] == pytest.approx(1e-3) and lrs[255] == pytest.approx(1e-4) and lrs[310] == pytest.approx(1e-5)
+
+
+def test_warmup_factor_is_mmcv_linear():
+    assert warmup_factor(0, warmup_iters=500, warmup_ratio=0.001) == pytest.approx(0.001)
+    assert warmup_factor(250, warmup_iters=500, warmup_ratio=0.001) == pytest.approx(0.5005)
+    assert warmup_factor(500, warmup_iters=500, warmup_ratio=0.001) == 1.0
+    assert warmup_factor(0, warmup_iters=0, warmup_ratio=0.001) == 1.0
+
+
+def _tiny_config(tmp_path, name="cfg.yaml", model=None, **data):
+    """configs/poseur_overfit_coco_sample.yaml with a tiny model, 64 x 48 crops and one short epoch."""
+    with open(os.path.join(REPO, "configs", "poseur_overfit_coco_sample.yaml")) as f:
+        values = yaml.safe_load(f)
+    values["model"].update(backbone_width=8, d_model=32, n_heads=4, dim_feedforward=64, dec_layers=2, **(model or {}))
+    values["data"].update(input_size=[64, 48], **data)
+    values["train"].update(epochs=1, repeats=1, device="cpu", warmup_iters=2, lr_schedule="step", lr_drop=10)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+def _jittered_detections(root, tmp_path):
+    """Two detections per annotated person: its box jittered by up to 5 % and a random score in [0.3, 1]."""
+    ann = json.load(open(os.path.join(root, "annotations", "person_keypoints_sample.json")))
+    rng = np.random.default_rng(0)
+    detections = []
+    for a in ann["annotations"]:
+        x, y, w, h = a["bbox"]
+        for _ in range(2):
+            jitter = rng.uniform(-0.05, 0.05, 4) * [w, h, w, h]
+            detections.append({"image_id": a["image_id"], "category_id": 1, "score": float(rng.uniform(0.3, 1)),
+                               "bbox": [float(v) for v in np.array([x, y, w, h]) + jitter]})
+    path = tmp_path / "detections.json"
+    path.write_text(json.dumps(detections))
+    return str(path)
+
+
+@pytest.mark.parametrize("flip_fuse", ["default", "type2"])
+def test_cli_train_eval_predict_resume(shared_data, tmp_path, flip_fuse):
+    root = os.path.join(shared_data, "coco_sample")
+    out = tmp_path / "out"
+    cfg = _tiny_config(tmp_path, model={"flip_fuse": flip_fuse})
+    assert cli.main(["train", "--config", cfg, "--data-root", root, "--output-dir", str(out)]) == 0
+    metrics = json.load(open(out / "metrics.json"))
+    assert set(metrics) == set(STAT_NAMES) and 0 <= metrics["AP"] <= 1
+    results = json.load(open(out / "results.json"))
+    assert len(results) == 12 and all(len(r["keypoints"]) == 51 for r in results)
+    ckpt = str(out / "last.pth")
+    state = read_checkpoint(ckpt)
+    assert any(k.startswith("enc_flow.") for k in state["criterion"])  # the flows are saved with the run
+    assert not any("flow" in k for k in state["model"])
+    # eval on the ground-truth boxes reproduces training's evaluation
+    assert cli.main(["eval", "--config", cfg, "--checkpoint", ckpt, "--data-root", root,
+                     "--output-dir", str(tmp_path / "gt")]) == 0
+    assert json.load(open(tmp_path / "gt" / "eval_last_metrics.json")) == metrics
+    # a detection file: jittered duplicates of every person, OKS-NMS keeps about one per person
+    det_cfg = _tiny_config(tmp_path, "det.yaml", model={"flip_fuse": flip_fuse}, use_gt_bbox=False,
+                           det_file=_jittered_detections(root, tmp_path), det_score_threshold=0.0)
+    assert cli.main(["eval", "--config", det_cfg, "--checkpoint", ckpt, "--data-root", root,
+                     "--output-dir", str(tmp_path / "det")]) == 0
+    assert set(json.load(open(tmp_path / "det" / "eval_last_metrics.json"))) == set(STAT_NAMES)
+    # predict on given boxes and on whole images
+    images = [os.path.join(root, "images", f) for f in ("000000000785.jpg", "000000040083.jpg")]
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"000000000785.jpg": [[280, 40, 230, 350, 0.8], [10, 10, 100, 200]]}))
+    for args, people in ((["--boxes", str(boxes)], [2, 1]), ([], [1, 1])):
+        pred = tmp_path / f"pred{len(args)}"
+        assert cli.main(["predict", "--config", cfg, "--checkpoint", ckpt, "--output-dir", str(pred),
+                         "--score-threshold", "0", *args, *images]) == 0
+        entries = json.load(open(pred / "predictions.json"))
+        assert [len(e["people"]) for e in entries] == people
+        assert len(entries[0]["people"][0]["keypoints"]) == 17
+    # resume one more epoch: model, flows, optimiser and schedule continue
+    assert cli.main(["train", "--config", cfg, "--data-root", root, "--output-dir", str(out), "--resume", ckpt,
+                     "--set", "train.epochs=2"]) == 0
+    resumed = read_checkpoint(ckpt)
+    assert resumed["epoch"] == 2
+    assert any(not torch.equal(resumed["criterion"][k], state["criterion"][k]) for k in state["criterion"])
+
+
+@pytest.mark.slow
+def test_acceptance_memorises_the_coco_sample(shared_data, tmp_path):
+    """Issue #12's acceptance: configs/poseur_overfit_coco_sample.yaml from scratch on the labelled people of
+    the 4 COCO sample images, GT boxes: AP >= 0.5 (0.924 in 2 min 22 s on 2 idle cores)."""
+    root = os.path.join(shared_data, "coco_sample")
+    cfg = os.path.join(REPO, "configs", "poseur_overfit_coco_sample.yaml")
+    assert cli.main(["train", "--config", cfg, "--data-root", root, "--output-dir", str(tmp_path / "out"),
+                     "--set", "train.device=cpu"]) == 0
+    assert json.load(open(tmp_path / "out" / "metrics.json"))["AP"] >= 0.5
