@@ -1,4 +1,4 @@
-"""Shared pieces of the model training-step cases (petr_step, tfpose_step): one model per ``ops`` with
+"""Shared pieces of the model training-step cases (petr_step, tfpose_step, poseur_step): one model per ``ops`` with
 the same weights, and the timed step (forward, losses, backward). Not a profile module itself: the
 profile collects the modules named ``*_step``."""
 import dataclasses
@@ -8,7 +8,7 @@ import torch
 
 def build_model_pair(cfg, device):
     """{"posetr": (model, criterion), "reference": (model, criterion)} of ``cfg`` with ``ops`` replaced,
-    both in training mode on ``device`` with the weights of the first (seeded with 0)."""
+    both in training mode on ``device`` with the weights (model and criterion) of the first (seeded with 0)."""
     from posetr.models import build_model
 
     torch.manual_seed(0)
@@ -17,8 +17,9 @@ def build_model_pair(cfg, device):
     for ops in ("posetr", "reference"):
         model, criterion, _ = build_model(dataclasses.replace(cfg, ops=ops))
         if state is None:
-            state = model.state_dict()
-        model.load_state_dict(state)
+            state = model.state_dict(), criterion.state_dict()  # the criterion's: Poseur's flows
+        model.load_state_dict(state[0])
+        criterion.load_state_dict(state[1])
         steps[ops] = (model.to(device).train(), criterion.to(device))
     return steps
 
