@@ -286,3 +286,103 @@ def test_invalid_fields_are_named():
 def test_emsda_module_is_the_cross_attention():
     model, _, _ = build_model(_tiny_cfg())
     assert all(isinstance(layer.cross_attn, EMSDeformAttn) for layer in model.decoder.layers)
+
+
+# ---- official checkpoints ----
+
+def _official_state(model, criterion, cfg) -> dict:
+    """A random state dict with the official key names and shapes of ``cfg``'s model (written from the official
+    module structure: mmcv MultiheadAttention's ``attn``, ``FFN.layers``, EMSDA's Embedding tables, the head's
+    branches and flows), the backbone's and neck's keys as posetr has them."""
+    g = torch.Generator().manual_seed(3)
+    C, K, M, F = cfg.d_model, cfg.num_keypoints, cfg.n_heads, cfg.dim_feedforward
+    L, P = 4, cfg.n_points
+    shapes = {"transformer.level_embeds": (L, C), "transformer.fc_coord.linear.weight": (2 * K, C),
+              "transformer.fc_coord.linear.bias": (2 * K,), "transformer.fc_sigma.linear.weight": (2 * K, C),
+              "transformer.fc_sigma.linear.bias": (2 * K,), "transformer.pos_trans.weight": (C, 2 * C),
+              "transformer.pos_trans.bias": (C,), "transformer.pos_trans_norm.weight": (C,),
+              "transformer.pos_trans_norm.bias": (C,), "transformer.pos_embed.weight": (K, C)}
+    for l in range(cfg.dec_layers):
+        layer = f"transformer.decoder.layers.{l}."
+        shapes.update({
+            layer + "attentions.0.attn.in_proj_weight": (3 * C, C), layer + "attentions.0.attn.in_proj_bias": (3 * C,),
+            layer + "attentions.0.attn.out_proj.weight": (C, C), layer + "attentions.0.attn.out_proj.bias": (C,),
+            layer + "attentions.1.sampling_offsets.weight": (M * L * P * 2, C),
+            layer + "attentions.1.sampling_offsets.bias": (M * L * P * 2,),
+            layer + "attentions.1.attention_weights.weight": (M * L * P, C),
+            layer + "attentions.1.attention_weights.bias": (M * L * P,),
+            layer + "attentions.1.output_proj.weight": (C, C), layer + "attentions.1.output_proj.bias": (C,),
+            layer + "attentions.1.value_proj_weight.weight": (M * C, C // M),
+            layer + "attentions.1.value_proj_bias.weight": (M, C // M),
+            layer + "ffns.0.layers.0.0.weight": (F, C), layer + "ffns.0.layers.0.0.bias": (F,),
+            layer + "ffns.0.layers.1.weight": (C, F), layer + "ffns.0.layers.1.bias": (C,),
+            **{layer + f"norms.{n}.{w}": (C,) for n in range(3) for w in ("weight", "bias")}})
+        for branch in ("fc_coord_branches", "fc_coord_output_branches"):
+            for i, (o, n) in zip((0, 2, 4), ((C, C), (C, C), (2, C))):
+                shapes[f"{branch}.{l}.{i}.weight"], shapes[f"{branch}.{l}.{i}.bias"] = (o, n), (o,)
+        for i in (0, 1):
+            shapes[f"fc_sigma_branches.{l}.{i}.weight"], shapes[f"fc_sigma_branches.{l}.{i}.bias"] = (C, C), (C,)
+        shapes[f"fc_sigma_branches.{l}.2.linear.weight"], shapes[f"fc_sigma_branches.{l}.2.linear.bias"] = (2, C), (2,)
+    state = {f"keypoint_head.{k}": torch.randn(*v, generator=g) * 0.05 for k, v in shapes.items()}
+    for k, v in criterion.state_dict().items():
+        state[f"keypoint_head.{k}"] = v if k.endswith("mask") else torch.randn(v.shape, generator=g) * 0.05
+    state.update({k: v for k, v in model.state_dict().items() if k.startswith(("backbone.", "neck."))})
+    return state
+
+
+def test_official_checkpoint_converts_key_for_key_and_projects_like_the_official_emsda():
+    from posetr.models.poseur.official import convert_state_dict
+    from posetr.ops.emsda import emsda_sample
+
+    cfg = _tiny_cfg(d_model=64, n_heads=8)
+    model, criterion, _ = build_model(cfg)
+    official = _official_state(model, criterion, cfg)
+    model_state, criterion_state = convert_state_dict(official, num_heads=8)
+    model.load_state_dict(model_state)  # strict: every key of posetr's model is covered, none left over
+    criterion.load_state_dict(criterion_state)
+    attn = model.decoder.layers[1].cross_attn
+    g = torch.Generator().manual_seed(0)
+    shapes = torch.tensor([[8, 6], [4, 3], [2, 2], [1, 1]])
+    starts = torch.tensor([0, 48, 60, 64])
+    value = torch.randn(2, 65, 64, generator=g)
+    query = torch.randn(2, 5, 64, generator=g)
+    reference = torch.rand(2, 5, 2, generator=g)
+    ours = attn(query, reference, value, shapes, starts)
+    # the official forward: offsets / weights as posetr's (same Linear layers), then its einsum on the tables
+    offsets = attn.sampling_offsets(query).view(2, 5, 8, 4, 4, 2)
+    weights = attn.attention_weights(query).view(2, 5, 8, 16).softmax(-1).view(2, 5, 8, 4, 4)
+    locations = reference[:, :, None, None, None] + offsets / shapes.flip(-1)[None, None, None, :, None].float()
+    sampled = emsda_sample(value, shapes, starts, locations, weights)  # [B, Q, M, C]
+    layer = "keypoint_head.transformer.decoder.layers.1.attentions.1."
+    table = official[layer + "value_proj_weight.weight"].reshape(8, 64, 8)
+    projected = torch.einsum("bqhc,hco->bqho", sampled, table) + official[layer + "value_proj_bias.weight"]
+    torch.testing.assert_close(ours, attn.output_proj(projected.flatten(-2)))
+
+
+def test_official_checkpoint_cli_and_errors(tmp_path):
+    import yaml
+
+    from posetr.engine.checkpoint import load_checkpoint
+    from posetr.errors import CheckpointError
+    from posetr.models.poseur.official import convert_state_dict, main
+
+    cfg = _tiny_cfg()
+    model, criterion, _ = build_model(cfg)
+    official = _official_state(model, criterion, cfg)
+    path = tmp_path / "official.pth"
+    torch.save({"meta": {"epoch": 325, "mmpose_version": "0.24.0"}, "state_dict": official}, path)
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"model": {k: getattr(cfg, k) for k in (
+        "name", "backbone_depth", "backbone_width", "backbone_norm", "backbone_init", "d_model", "n_heads",
+        "dim_feedforward", "dec_layers", "dropout")}}))
+    assert main([str(path), str(tmp_path / "posetr.pth"), "--config", str(config)]) == 0
+    loaded, _, _ = build_model(cfg)
+    load_checkpoint(str(tmp_path / "posetr.pth"), model=loaded)
+    expected, _ = convert_state_dict(official, num_heads=cfg.n_heads)
+    for k, v in expected.items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    with pytest.raises(CheckpointError, match="keys posetr does not map"):
+        convert_state_dict({**official, "keypoint_head.extra.weight": torch.zeros(1)})
+    with pytest.raises(CheckpointError, match="no 'keypoint_head.' keys"):
+        convert_state_dict({"backbone.conv1.weight": torch.zeros(1)})
+    assert main([str(tmp_path / "missing.pth"), str(tmp_path / "x.pth"), "--config", str(config)]) == 1
