@@ -38,7 +38,8 @@ def test_dry_run_names_every_step_and_checks_the_cpu_parts(tmp_path):
     assert bench["errors"] == [] and bench["quick"]
     ops = {row["op"] for row in bench["rows"]}
     assert {"ms_deform_attn", "emsda", "linear_sum_assignment", "pairwise_oks", "oks_loss (log)",
-            "oks_loss (linear)", "petr_step", "tfpose_step", "tfpose_encoder_msda"} <= ops
+            "oks_loss (linear)", "petr_step", "tfpose_step", "tfpose_encoder_msda", "poseur_step",
+            "poseur_decoder_step"} <= ops
     assert {row["dtype"] for row in bench["rows"] if row["op"] == "ms_deform_attn"} == {"float32", "bfloat16"}
     # every kernel case has a bytes-moved model; the whole training steps (``*_step``) have none
     assert all(row["posetr_GBps"] is not None for row in bench["rows"] if not row["op"].endswith("_step"))

@@ -386,3 +386,24 @@ def test_official_checkpoint_cli_and_errors(tmp_path):
     with pytest.raises(CheckpointError, match="no 'keypoint_head.' keys"):
         convert_state_dict({"backbone.conv1.weight": torch.zeros(1)})
     assert main([str(tmp_path / "missing.pth"), str(tmp_path / "x.pth"), "--config", str(config)]) == 1
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    """The same Poseur (fused EMSDA on the CUDA kernel) on the GPU: outputs, losses and gradients as on the CPU
+    (float64, eval mode so no random noisy groups)."""
+    torch.manual_seed(0)
+    model, criterion, _ = build_model(_tiny_cfg())
+    results = []
+    for device in ("cpu", "cuda"):
+        model.to(device).double().eval()
+        criterion.to(device).double()
+        model.zero_grad(set_to_none=True)
+        images, masks = _crops()
+        out = model(images.double().to(device), masks.to(device))
+        targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in _targets(2)]
+        sum(criterion(out, targets).values()).backward()
+        results.append((out["dec_keypoints"].detach().cpu(), out["dec_sigma"].detach().cpu(),
+                        model.decoder.layers[0].cross_attn.sampling_offsets.weight.grad.cpu()))
+    for cpu, cuda in zip(*results):
+        torch.testing.assert_close(cpu, cuda)

@@ -123,7 +123,7 @@ def cases(device, quick=False):
     return [
         Case(op="poseur_step", shape=step_shape, mode="train step", reference_name="ops: reference",
              setup=lambda: _step_setup(device, quick), posetr=train_step("posetr"), reference=train_step("reference")),
-        Case(op="poseur_decoder", shape=decoder_shape, mode="forward+backward",
+        Case(op="poseur_decoder_step", shape=decoder_shape, mode="forward+backward",
              reference_name="repeat + MSDA + projection", setup=lambda: decoder_inputs(device, quick),
              posetr=decoder_step("posetr"), reference=decoder_step("reference")),
     ]
