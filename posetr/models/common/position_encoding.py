@@ -72,7 +72,8 @@ def sine_position_encoding(*, d_model: int, offset: float) -> PositionEmbeddingS
     return PositionEmbeddingSine(num_feats=d_model // 2, offset=offset)
 
 
-def proposal_position_encoding(points: torch.Tensor, *, num_feats: int = 128, temperature: float = 10000.0) -> torch.Tensor:
+def proposal_position_encoding(points: torch.Tensor, *, num_feats: int = 128,
+                               temperature: float = 10000.0) -> torch.Tensor:
     """Sine embedding of normalised points (Deformable DETR's ``get_proposal_pos_embed`` without its
     sigmoid, as Poseur's keypoint encoder uses it on the coarse keypoints).
 

@@ -5,22 +5,20 @@ The official model is ``backbone`` + ``neck`` (``ChannelMapper``) + ``keypoint_h
 with its ``PoseurTransformer``, per-layer branches and the two flows). The key mapping
 (:func:`convert_state_dict`), for decoder layer l:
 
-====================================================================  ======================================
-official (``keypoint_head.`` omitted)                                 posetr
-====================================================================  ======================================
-``transformer.level_embeds``                                          ``level_embed.weight``
-``transformer.fc_coord.linear.*`` / ``transformer.fc_sigma.linear.*``    ``fc_coord.linear.*`` / ``fc_sigma.linear.*``
-``transformer.pos_trans.*`` / ``pos_trans_norm.*`` / ``pos_embed.*``   ``query_proj.*`` / ``query_norm.*`` / ``query_pos.*``
-``transformer.decoder.layers.l.attentions.0.attn.*``                  ``decoder.layers.l.self_attn.*``
-``...attentions.1.{sampling_offsets,attention_weights,output_proj}.*``  ``decoder.layers.l.cross_attn.*``
-``...attentions.1.value_proj_weight.weight`` (M C, C/M) table         ``cross_attn.value_proj.weight`` (C, C)
-``...attentions.1.value_proj_bias.weight`` (M, C/M) table             ``cross_attn.value_proj.bias`` (C)
-``...ffns.0.layers.0.0.*`` / ``...ffns.0.layers.1.*``                 ``decoder.layers.l.ffn.linear1.*`` / ``linear2.*``
-``...norms.0`` / ``norms.1`` / ``norms.2``                            ``norm1`` / ``norm2`` / ``ffn.norm``
-``fc_coord_branches.l.*`` / ``fc_coord_output_branches.l.*``          ``decoder.coord_branches.l.*`` / ``coord_output_branches.l.*``
-``fc_sigma_branches.l.{0,1}.*`` / ``fc_sigma_branches.l.2.linear.*``  ``decoder.sigma_branches.l.{0,1,2}.*``
-``enc_flow.*`` / ``dec_flow.*``                                       the criterion's ``enc_flow.*`` / ``dec_flow.*``
-====================================================================  ======================================
+- ``transformer.level_embeds`` -> ``level_embed.weight``
+- ``transformer.fc_coord.linear.*``, ``transformer.fc_sigma.linear.*`` -> ``fc_coord.linear.*``, ``fc_sigma.linear.*``
+- ``transformer.pos_trans.*``, ``pos_trans_norm.*``, ``pos_embed.*`` -> ``query_proj.*``, ``query_norm.*``,
+  ``query_pos.*``
+- ``transformer.decoder.layers.l.attentions.0.attn.*`` -> ``decoder.layers.l.self_attn.*``
+- ``...attentions.1.{sampling_offsets,attention_weights,output_proj}.*`` -> ``decoder.layers.l.cross_attn.*``
+- ``...attentions.1.value_proj_weight.weight`` ((M C, C/M) table) and ``value_proj_bias.weight`` ((M, C/M))
+  -> ``cross_attn.value_proj.weight`` (C, C) and ``.bias`` (C)
+- ``...ffns.0.layers.0.0.*``, ``...ffns.0.layers.1.*`` -> ``decoder.layers.l.ffn.linear1.*``, ``linear2.*``
+- ``...norms.0``, ``norms.1``, ``norms.2`` -> ``norm1``, ``norm2``, ``ffn.norm``
+- ``fc_coord_branches.l.*``, ``fc_coord_output_branches.l.*`` -> ``decoder.coord_branches.l.*``,
+  ``decoder.coord_output_branches.l.*``
+- ``fc_sigma_branches.l.{0,1}.*``, ``fc_sigma_branches.l.2.linear.*`` -> ``decoder.sigma_branches.l.{0,1,2}.*``
+- ``enc_flow.*``, ``dec_flow.*`` -> the criterion's ``enc_flow.*``, ``dec_flow.*``
 
 ``backbone.*`` and ``neck.*`` keep their names. The official value projection of head m is
 ``value_proj_weight.weight.reshape(M, C, C/M)[m]`` (``einsum('bqhc,hco->bqho')``); posetr's ``nn.Linear``
