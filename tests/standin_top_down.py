@@ -88,3 +88,37 @@ class OracleTopDownModel(nn.Module):
             kpts = unflip(self.batches.pop(0), self.flip_index)
         self.calls += 1
         return {"pred_keypoints": kpts.clone(), "pred_scores": torch.full(kpts.shape[:2], 0.9)}
+
+
+def jittered_detections(boxes, *, seed=0, per_box=2, scores=(0.5, 1.0)):
+    """A person-detection list (COCO results format) with ``per_box`` detections per (image_id, [x, y, w, h])
+    of ``boxes``: the box jittered by up to 5 % of its size, a uniform score in ``scores``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    detections = []
+    for image_id, (x, y, w, h) in boxes:
+        for _ in range(per_box):
+            jitter = rng.uniform(-0.05, 0.05, 4) * [w, h, w, h]
+            detections.append({"image_id": image_id, "category_id": 1, "score": float(rng.uniform(*scores)),
+                               "bbox": [float(v) for v in np.array([x, y, w, h]) + jitter]})
+    return detections
+
+
+def check_cli_predict(cli, *, config, checkpoint, root, tmp_path, extra_args=()):
+    """``predict`` of a top-down model on two sample images: two given boxes on one image (and the other's whole
+    image), then whole images only; one entry per image with 17 keypoints per person and a drawing."""
+    import json
+    import os
+
+    images = [os.path.join(root, "images", f) for f in ("000000000785.jpg", "000000040083.jpg")]
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"000000000785.jpg": [[280, 40, 230, 350, 0.8], [10, 10, 100, 200]]}))
+    for args, people in ((["--boxes", str(boxes)], [2, 1]), ([], [1, 1])):
+        pred = tmp_path / f"pred{len(args)}"
+        assert cli.main(["predict", "--config", config, "--checkpoint", checkpoint, "--output-dir", str(pred),
+                         *extra_args, *args, *images]) == 0
+        entries = json.load(open(pred / "predictions.json"))
+        assert [len(e["people"]) for e in entries] == people
+        assert len(entries[0]["people"][0]["keypoints"]) == 17
+        assert os.path.getsize(pred / "000000040083_pose.png") > 0

@@ -423,6 +423,7 @@ def test_cli_train_eval_predict(shared_data, tmp_path):
 
     from posetr import cli
     from posetr.engine.evaluate import STAT_NAMES
+    from standin_top_down import check_cli_predict
 
     root = os.path.join(shared_data, "coco_sample")
     out = tmp_path / "out"
@@ -443,14 +444,4 @@ def test_cli_train_eval_predict(shared_data, tmp_path):
     assert cli.main(["eval", "--config", det_cfg, "--checkpoint", ckpt, "--data-root", root,
                      "--output-dir", str(tmp_path / "det")]) == 0
     assert set(json.load(open(tmp_path / "det" / "eval_last_metrics.json"))) == set(STAT_NAMES)
-    images = [os.path.join(root, "images", f) for f in ("000000000785.jpg", "000000040083.jpg")]
-    boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps({"000000000785.jpg": [[280, 40, 230, 350, 0.8], [10, 10, 100, 200]]}))
-    for args, people in ((["--boxes", str(boxes)], [2, 1]), ([], [1, 1])):
-        pred = tmp_path / f"pred{len(args)}"
-        assert cli.main(["predict", "--config", cfg, "--checkpoint", ckpt, "--output-dir", str(pred),
-                         *args, *images]) == 0
-        entries = json.load(open(pred / "predictions.json"))
-        assert [len(e["people"]) for e in entries] == people
-        assert len(entries[0]["people"][0]["keypoints"]) == 17
-        assert os.path.getsize(pred / "000000040083_pose.png") > 0
+    check_cli_predict(cli, config=cfg, checkpoint=ckpt, root=root, tmp_path=tmp_path)

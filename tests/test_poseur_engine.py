@@ -5,7 +5,6 @@ import dataclasses
 import json
 import os
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -16,6 +15,7 @@ from posetr.engine.checkpoint import read_checkpoint
 from posetr.engine.evaluate import STAT_NAMES
 from posetr.engine.train import build_optimizer, build_scheduler, warmup_factor
 from posetr.models import build_model
+from standin_top_down import check_cli_predict, jittered_detections
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = ["poseur_r50_coco_256x192", "poseur_hrnet_w32_coco_256x192", "poseur_hrnet_w48_coco_384x288"]
@@ -70,16 +70,9 @@ def _tiny_config(tmp_path, name="cfg.yaml", model=None, **data):
 def _jittered_detections(root, tmp_path):
     """Two detections per annotated person: its box jittered by up to 5 % and a random score in [0.3, 1]."""
     ann = json.load(open(os.path.join(root, "annotations", "person_keypoints_sample.json")))
-    rng = np.random.default_rng(0)
-    detections = []
-    for a in ann["annotations"]:
-        x, y, w, h = a["bbox"]
-        for _ in range(2):
-            jitter = rng.uniform(-0.05, 0.05, 4) * [w, h, w, h]
-            detections.append({"image_id": a["image_id"], "category_id": 1, "score": float(rng.uniform(0.3, 1)),
-                               "bbox": [float(v) for v in np.array([x, y, w, h]) + jitter]})
     path = tmp_path / "detections.json"
-    path.write_text(json.dumps(detections))
+    path.write_text(json.dumps(jittered_detections([(a["image_id"], a["bbox"]) for a in ann["annotations"]],
+                                                   scores=(0.3, 1.0))))
     return str(path)
 
 
@@ -107,17 +100,8 @@ def test_cli_train_eval_predict_resume(shared_data, tmp_path, flip_fuse):
     assert cli.main(["eval", "--config", det_cfg, "--checkpoint", ckpt, "--data-root", root,
                      "--output-dir", str(tmp_path / "det")]) == 0
     assert set(json.load(open(tmp_path / "det" / "eval_last_metrics.json"))) == set(STAT_NAMES)
-    # predict on given boxes and on whole images
-    images = [os.path.join(root, "images", f) for f in ("000000000785.jpg", "000000040083.jpg")]
-    boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps({"000000000785.jpg": [[280, 40, 230, 350, 0.8], [10, 10, 100, 200]]}))
-    for args, people in ((["--boxes", str(boxes)], [2, 1]), ([], [1, 1])):
-        pred = tmp_path / f"pred{len(args)}"
-        assert cli.main(["predict", "--config", cfg, "--checkpoint", ckpt, "--output-dir", str(pred),
-                         "--score-threshold", "0", *args, *images]) == 0
-        entries = json.load(open(pred / "predictions.json"))
-        assert [len(e["people"]) for e in entries] == people
-        assert len(entries[0]["people"][0]["keypoints"]) == 17
+    check_cli_predict(cli, config=cfg, checkpoint=ckpt, root=root, tmp_path=tmp_path,
+                      extra_args=["--score-threshold", "0"])
     # resume one more epoch: model, flows, optimiser and schedule continue
     assert cli.main(["train", "--config", cfg, "--data-root", root, "--output-dir", str(out), "--resume", ckpt,
                      "--set", "train.epochs=2"]) == 0

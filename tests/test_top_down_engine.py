@@ -4,7 +4,6 @@ and the CLI."""
 import json
 import os
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -23,7 +22,7 @@ from posetr.engine.predict_top_down import load_boxes
 from posetr.engine.run import run_eval
 from posetr.engine.train import train
 from posetr.models import model_data_kind
-from standin_top_down import OracleTopDownModel, build_tiny_top_down
+from standin_top_down import OracleTopDownModel, build_tiny_top_down, jittered_detections
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_CFG = Config().model  # dataset coco, 17 keypoints: all the stand-ins read
@@ -65,14 +64,7 @@ def test_detection_file_with_duplicate_boxes(shared_data, tmp_path):
     OKS-NMS keeps one per person (threshold 1.0 keeps both)."""
     root = os.path.join(shared_data, "coco_sample")
     gt = build_dataset(Config().data, root=root, split="val", train=False, kind="top_down").instances
-    rng = np.random.default_rng(0)
-    detections = []
-    for inst in gt:
-        x, y, w, h = inst["bbox"]
-        for _ in range(2):
-            jitter = rng.uniform(-0.05, 0.05, 4) * [w, h, w, h]
-            detections.append({"image_id": inst["image_id"], "category_id": 1, "score": float(rng.uniform(0.5, 1)),
-                               "bbox": [float(v) for v in np.array([x, y, w, h]) + jitter]})
+    detections = jittered_detections([(inst["image_id"], inst["bbox"]) for inst in gt])
     det_file = tmp_path / "det.json"
     det_file.write_text(json.dumps(detections))
     cfg = Config().data

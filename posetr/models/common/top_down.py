@@ -40,3 +40,23 @@ def keypoints_to_image(keypoints: torch.Tensor, targets: list[dict]) -> torch.Te
     center = torch.stack([torch.as_tensor(t["center"], dtype=torch.float32).cpu() for t in targets])
     scale = torch.stack([torch.as_tensor(t["scale"], dtype=torch.float32).cpu() for t in targets])
     return crop_to_image(keypoints.float().cpu(), center, scale)
+
+
+def stack_targets(targets: list[dict], *, num_keypoints: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The crops' ``keypoints`` (x, y) Float[B, K, 2] (normalised to the crop) and ``target_weight``
+    Float[B, K] of the top-down contract, on ``like``'s device and dtype.
+
+    Raises:
+        ValueError: a target whose ``keypoints`` is not [K, 3] or ``target_weight`` not [K] (names the crop and
+            its image_id).
+    """
+    K = num_keypoints
+    for i, t in enumerate(targets):
+        if tuple(t["keypoints"].shape) != (K, 3) or tuple(t["target_weight"].shape) != (K,):
+            raise ValueError(
+                f"target {i} (image_id {t.get('image_id')}): expected keypoints [{K}, 3] and target_weight "
+                f"[{K}], got {tuple(t['keypoints'].shape)} and {tuple(t['target_weight'].shape)}"
+            )
+    gt = torch.stack([t["keypoints"][:, :2] for t in targets]).to(like)
+    weight = torch.stack([t["target_weight"] for t in targets]).to(like)
+    return gt, weight

@@ -23,6 +23,7 @@ import math
 import torch
 from torch import nn
 
+from posetr.models.common.top_down import stack_targets
 from posetr.models.poseur.realnvp import RealNVP
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -70,22 +71,11 @@ class PoseurCriterion(nn.Module):
         for layer in range(num_dec_layers):
             self.weight_dict[f"dec_rle_loss_{layer}"] = loss_dec
 
-    def _stack_targets(self, targets, like: torch.Tensor):
-        K = self.num_keypoints
-        for i, t in enumerate(targets):
-            if tuple(t["keypoints"].shape) != (K, 3) or tuple(t["target_weight"].shape) != (K,):
-                raise ValueError(
-                    f"target {i} (image_id {t.get('image_id')}): expected keypoints [{K}, 3] and target_weight "
-                    f"[{K}], got {tuple(t['keypoints'].shape)} and {tuple(t['target_weight'].shape)}"
-                )
-        gt = torch.stack([t["keypoints"][:, :2] for t in targets]).to(like)
-        weight = torch.stack([t["target_weight"] for t in targets]).to(like)
-        return gt, weight[..., None].expand_as(gt)
-
     def forward(self, outputs: dict, targets: list[dict]) -> dict:
         dtype = self.enc_flow.s[0][0].weight.dtype  # the flows' (float32 also under bf16 autocast)
         coarse = outputs["coarse_keypoints"].to(dtype)
-        gt, weight = self._stack_targets(targets, coarse)
+        gt, weight = stack_targets(targets, num_keypoints=self.num_keypoints, like=coarse)
+        weight = weight[..., None].expand_as(gt)  # the same weight for x and y
         losses = {"enc_rle_loss": rle_loss(self.enc_flow, coarse, outputs["coarse_sigma"].to(dtype), gt, weight,
                                            normalize=self.normalize)}
         dec_keypoints, dec_sigma = outputs["dec_keypoints"].to(dtype), outputs["dec_sigma"].to(dtype)

@@ -12,9 +12,9 @@ No matching: query k is joint k.
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from posetr.models.common.top_down import stack_targets
 from posetr.models.tfpose.heatmap import heatmap_mse_loss, render_udp_heatmaps
 
 
@@ -38,21 +38,9 @@ class TFPoseCriterion(nn.Module):
         if aux_heatmap:
             self.weight_dict["loss_heatmap"] = loss_heatmap
 
-    def _stack_targets(self, targets, device, dtype):
-        K = self.num_keypoints
-        for i, t in enumerate(targets):
-            if tuple(t["keypoints"].shape) != (K, 3) or tuple(t["target_weight"].shape) != (K,):
-                raise ValueError(
-                    f"target {i} (image_id {t.get('image_id')}): expected keypoints [{K}, 3] and target_weight "
-                    f"[{K}], got {tuple(t['keypoints'].shape)} and {tuple(t['target_weight'].shape)}"
-                )
-        gt = torch.stack([t["keypoints"][:, :2] for t in targets]).to(device, dtype)
-        weight = torch.stack([t["target_weight"] for t in targets]).to(device, dtype)
-        return gt, weight
-
     def forward(self, outputs: dict, targets: list[dict]) -> dict:
         layer_keypoints = outputs["layer_keypoints"]  # [ND, B, K, 2]
-        gt, weight = self._stack_targets(targets, layer_keypoints.device, layer_keypoints.dtype)
+        gt, weight = stack_targets(targets, num_keypoints=self.num_keypoints, like=layer_keypoints)
         per_layer = ((layer_keypoints - gt) * weight[..., None]).abs().flatten(1).mean(1)  # [ND]
         num_layers = per_layer.shape[0]
         losses = {"loss_kpt" if d == num_layers - 1 else f"loss_kpt_{d}": per_layer[d] for d in range(num_layers)}
