@@ -41,6 +41,9 @@ def _targets(batch, K=17, seed=1):
 @pytest.mark.parametrize("overrides, expected", [
     (dict(dec_layers=6), 33_256_408),  # the released Poseur-R50 (spec: 33.256 M with both flows)
     (dict(dec_layers=3), 29_005_894),  # paper Table 1d, 29.0 M
+    (dict(dec_layers=3, levels="C5"), 28_322_790),  # Table 1d's level ablation: 28.3 M
+    (dict(dec_layers=3, levels="C4-C5"), 28_659_718),  # 28.7 M
+    (dict(dec_layers=3, levels="C3-C5"), 28_865_574),  # 28.9 M
     (dict(backbone="hrnet", backbone_width=32), 38_193_752),
     (dict(backbone="hrnet", backbone_width=48), 74_274_776),
 ])
@@ -276,9 +279,11 @@ def test_fused_emsda_matches_poseurs_formulation(training):
 
 def test_invalid_fields_are_named():
     for field, value in (("init", "paper"), ("flip_fuse", "type9"), ("rle_normalize", "keypoints"),
-                         ("backbone", "vit"), ("flip_convention", "left")):
+                         ("backbone", "vit"), ("flip_convention", "left"), ("levels", "C2-C4")):
         with pytest.raises(ValueError, match=f"model.{field} must be one of"):
             build_model(_tiny_cfg(**{field: value}))
+    with pytest.raises(ValueError, match="model.levels must be 'C2-C5' with backbone hrnet"):
+        build_model(_tiny_cfg(backbone="hrnet", levels="C5"))
     with pytest.raises(ValueError, match="model.d_model must be a multiple of 32"):
         build_model(_tiny_cfg(d_model=48))
 

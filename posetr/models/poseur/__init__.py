@@ -3,7 +3,7 @@ regressor the EMSDA op exists for: ``model.name: poseur``. Matches the official 
 ``config.py`` says where it and the paper disagree (spec: ../shared/specs/poseur.md)."""
 from __future__ import annotations
 
-from posetr.models.poseur.config import BACKBONES, FLIP_FUSIONS, INITS, RLE_NORMALIZATIONS, PoseurConfig
+from posetr.models.poseur.config import BACKBONES, FLIP_FUSIONS, INITS, LEVEL_SETS, RLE_NORMALIZATIONS, PoseurConfig
 
 CONFIG_CLASS = PoseurConfig
 DATA_KIND = "top_down"  # person crops (docs/model_interfaces.md)
@@ -13,11 +13,14 @@ def _check(cfg: PoseurConfig) -> None:
     from posetr.models.common.top_down import FLIP_CONVENTIONS
 
     choices = {"backbone": (cfg.backbone, BACKBONES), "init": (cfg.init, INITS),
+               "levels": (cfg.levels, tuple(LEVEL_SETS)),
                "rle_normalize": (cfg.rle_normalize, RLE_NORMALIZATIONS), "flip_fuse": (cfg.flip_fuse, FLIP_FUSIONS),
                "flip_convention": (cfg.flip_convention, FLIP_CONVENTIONS)}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ValueError(f"model.{key} must be one of {list(allowed)}, got {value!r}")
+    if cfg.backbone == "hrnet" and cfg.levels != "C2-C5":
+        raise ValueError(f"model.levels must be 'C2-C5' with backbone hrnet (its 4 branches), got {cfg.levels!r}")
     if cfg.d_model % 32 != 0 or cfg.d_model % cfg.n_heads != 0:
         raise ValueError(f"model.d_model must be a multiple of 32 (GroupNorm(32) neck) and of n_heads={cfg.n_heads}, "
                          f"got {cfg.d_model}")

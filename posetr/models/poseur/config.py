@@ -16,6 +16,7 @@ from posetr.models.common.config import BaseModelConfig
 
 BACKBONES = ("resnet", "hrnet")
 INITS = ("official", "deformable_detr")
+LEVEL_SETS = {"C2-C5": (1, 2, 3, 4), "C3-C5": (2, 3, 4), "C4-C5": (3, 4), "C5": (4,)}  # -> ResNet out_indices
 RLE_NORMALIZATIONS = ("batch", "queries")
 FLIP_FUSIONS = ("default", "type2")
 
@@ -32,6 +33,9 @@ class PoseurConfig(BaseModelConfig):
     backbone_norm: str = "batch"  # "batch" (the official SyncBN, trainable) | "group" (from scratch, tiny batches)
     backbone_init: str = "imagenet"  # "imagenet" (official): training needs pretrained_backbone; "scratch": random
     pretrained_backbone: str | None = None  # torchvision/mmcls ResNet or openmmlab HRNet ImageNet weights (.pth)
+    # ResNet levels in the memory [C: C2-C5, strides 4-32; P Table 1d ablates Res5 / Res4-5 / Res3-5 / Res2-5];
+    # the coarse branch always pools the coarsest level. HRNet: C2-C5 only (its 4 branches)
+    levels: str = "C2-C5"
     # ---- neck, memory and transformer [C: ChannelMapper 1x1 conv without bias + GN(32), zero encoder layers] ----
     d_model: int = 256  # C: neck output, queries, EMSDA, FFN input
     n_heads: int = 8  # heads of the self-attention and of EMSDA

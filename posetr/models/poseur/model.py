@@ -23,12 +23,10 @@ from posetr.models.common.deformable_encoder import flatten_levels
 from posetr.models.common.hrnet import build_hrnet
 from posetr.models.common.kernels import get_kernels
 from posetr.models.common.position_encoding import LevelEmbedding, proposal_position_encoding, sine_position_encoding
+from posetr.models.poseur.config import LEVEL_SETS
 from posetr.models.poseur.decoder import PoseurDecoder, emsda_attention
 from posetr.models.poseur.noisy_queries import noisy_references
 from posetr.ops import EMSDeformAttn
-
-_RESNET_LEVELS = (1, 2, 3, 4)  # C2-C5
-
 
 class NormLinear(nn.Module):
     """The official ``Linear_with_norm``: ``x @ W.T / |x|_2 (+ b)`` (``norm``), parameters ``linear.*``.
@@ -188,12 +186,12 @@ def _init_branches(model: Poseur) -> None:
 
 
 def build_backbone(cfg):
-    """ResNet (C2-C5) or HRNet (4 branches) of ``cfg`` (PoseurConfig), every stage trained (mmpose
-    ``frozen_stages=-1``)."""
+    """ResNet (the stages of ``cfg.levels``) or HRNet (4 branches) of ``cfg`` (PoseurConfig), every stage
+    trained (mmpose ``frozen_stages=-1``)."""
     if cfg.backbone == "hrnet":
         return build_hrnet(width=cfg.backbone_width, pretrained=cfg.pretrained_backbone, norm=cfg.backbone_norm)
     return build_resnet(depth=cfg.backbone_depth, width=cfg.backbone_width, norm=cfg.backbone_norm,
-                        pretrained=cfg.pretrained_backbone, out_indices=_RESNET_LEVELS, train_stem=True)
+                        pretrained=cfg.pretrained_backbone, out_indices=LEVEL_SETS[cfg.levels], train_stem=True)
 
 
 def build_poseur(cfg) -> Poseur:
