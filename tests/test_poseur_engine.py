@@ -77,7 +77,7 @@ def _jittered_detections(root, tmp_path):
 
 
 @pytest.mark.parametrize("flip_fuse", ["default", "type2"])
-def test_cli_train_eval_predict_resume(shared_data, tmp_path, flip_fuse):
+def test_cli_train_eval_predict_resume(shared_data, tmp_path, capsys, flip_fuse):
     root = os.path.join(shared_data, "coco_sample")
     out = tmp_path / "out"
     cfg = _tiny_config(tmp_path, model={"flip_fuse": flip_fuse})
@@ -94,6 +94,16 @@ def test_cli_train_eval_predict_resume(shared_data, tmp_path, flip_fuse):
     assert cli.main(["eval", "--config", cfg, "--checkpoint", ckpt, "--data-root", root,
                      "--output-dir", str(tmp_path / "gt")]) == 0
     assert json.load(open(tmp_path / "gt" / "eval_last_metrics.json")) == metrics
+    # inference rules and kernels may change at evaluation; what shapes the weights may not
+    other = "type2" if flip_fuse == "default" else "default"
+    assert cli.main(["eval", "--checkpoint", ckpt, "--data-root", root, "--output-dir", str(tmp_path / "other"),
+                     "--set", f"model.flip_fuse={other}", "--set", "model.flip_convention=pixel",
+                     "--set", "model.ops=reference"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "--config", cfg, "--checkpoint", ckpt, "--data-root", root, "--output-dir",
+                  str(tmp_path / "bad"), "--set", "model.dec_layers=3"])
+    assert "model.dec_layers" in capsys.readouterr().err
     # a detection file: jittered duplicates of every person, OKS-NMS keeps about one per person
     det_cfg = _tiny_config(tmp_path, "det.yaml", model={"flip_fuse": flip_fuse}, use_gt_bbox=False,
                            det_file=_jittered_detections(root, tmp_path), det_score_threshold=0.0)

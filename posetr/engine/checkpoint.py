@@ -212,13 +212,16 @@ def checkpoint_config(state: dict, path: str) -> Config:
 
 def check_same_model(cfg: Config, saved: Config, path: str) -> None:
     """Refuses a ``cfg`` whose model section differs from ``saved`` (the checkpoint's), naming the first
-    differing key; ``pretrained_backbone`` (initialisation only) may differ.
+    differing key; ``pretrained_backbone`` and the model config's ``WEIGHT_FREE_FIELDS`` (kernels,
+    initialisation, losses, inference rules such as Poseur's ``flip_fuse``) may differ.
 
     Raises:
         ValueError: a differing ``model.<key>``.
     """
     ours, theirs = dataclasses.asdict(cfg.model), dataclasses.asdict(saved.model)
+    free = set(_INIT_ONLY) | set(getattr(type(saved.model), "WEIGHT_FREE_FIELDS", ()))
     for key in list(theirs) + [k for k in ours if k not in theirs]:
-        if key not in _INIT_ONLY and ours.get(key) != theirs.get(key):
-            raise ValueError(f"--config's model.{key} is {ours.get(key)!r} but checkpoint {path!r} was trained "
-                             f"with model.{key} {theirs.get(key)!r} (leave out --config to use the checkpoint's)")
+        if key not in free and ours.get(key) != theirs.get(key):
+            raise ValueError(f"the model.{key} asked for is {ours.get(key)!r} but checkpoint {path!r} was trained "
+                             f"with model.{key} {theirs.get(key)!r} (it shapes the weights: leave out --config "
+                             f"and --set model.{key} to use the checkpoint's)")

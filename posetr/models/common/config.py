@@ -6,10 +6,14 @@ Each model package (``posetr/models/<name>/config.py``) subclasses :class:`BaseM
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass
 class BaseModelConfig:
+    # Fields that neither shape nor fill the weights a checkpoint holds (kernels, initialisation, losses,
+    # inference rules): evaluation and prediction may set them differently from the training run's config.
+    WEIGHT_FREE_FIELDS: ClassVar[tuple[str, ...]] = ("ops", "backbone_init")
     name: str = ""  # model package under posetr/models/: "petr" | ... (each subclass sets its own)
     ops: str = "posetr"  # "posetr": posetr's C++/CUDA kernels; "reference": the same model on PyTorch reference ops
     dataset: str = "coco"  # source of the OKS sigmas (posetr.data.keypoints.keypoint_info): "coco" | "crowdpose"

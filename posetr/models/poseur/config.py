@@ -11,6 +11,7 @@ Poseur-R50 256x192 model (6 decoder layers; README: 75.5 AP on COCO val2017).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from posetr.models.common.config import BaseModelConfig
 
@@ -23,6 +24,8 @@ FLIP_FUSIONS = ("default", "type2")
 
 @dataclass
 class PoseurConfig(BaseModelConfig):
+    WEIGHT_FREE_FIELDS: ClassVar[tuple[str, ...]] = BaseModelConfig.WEIGHT_FREE_FIELDS + (
+        "init", "rle_normalize", "loss_enc", "loss_dec", "flip_fuse", "flip_convention")
     # name, ops, dataset, num_keypoints: see BaseModelConfig
     name: str = "poseur"
     # ---- backbone: 4 levels at strides 4, 8, 16, 32 [C] ----

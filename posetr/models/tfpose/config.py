@@ -11,6 +11,7 @@ c = 256, 256 x 192 crops (Table 5: 71.0 AP, 9.2 GFLOPs).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from posetr.models.common.config import BaseModelConfig
 
@@ -19,6 +20,8 @@ LEVEL_SETS = {"C2-C5": (1, 2, 3, 4), "C3-C5": (2, 3, 4)}  # value of ``levels`` 
 
 @dataclass
 class TFPoseConfig(BaseModelConfig):
+    WEIGHT_FREE_FIELDS: ClassVar[tuple[str, ...]] = BaseModelConfig.WEIGHT_FREE_FIELDS + (
+        "loss_kpt", "loss_heatmap", "heatmap_sigma", "flip_convention", "instance_score")
     # name, ops, dataset, num_keypoints: see BaseModelConfig
     name: str = "tfpose"
     # ---- backbone [P: ResNet-18 for the ablations, ResNet-50 for the main results, ImageNet init] ----
