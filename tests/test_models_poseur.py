@@ -424,3 +424,15 @@ def test_gmacs_fit_the_paper(dec_layers, size, paper):
     model = build_model(PoseurConfig(backbone_init="scratch", dec_layers=dec_layers))[0].eval()
     gmacs = count_flops(model, torch.randn(1, 3, *size), torch.zeros(1, *size, dtype=torch.bool)) / 2e9
     assert gmacs == pytest.approx(paper, rel=0.015)
+
+
+def test_hrnet_poseur_trains_a_step():
+    """Poseur on the HRNet backbone (its 4 stage-4 branches as the levels), at a tiny width."""
+    torch.manual_seed(0)
+    model, criterion, _ = build_model(_tiny_cfg(backbone="hrnet", backbone_width=8, backbone_norm="group"))
+    assert model.backbone.num_channels == [8, 16, 32, 64]
+    model.train()
+    out = model(*_crops(size=(64, 64)))  # HRNet takes multiples of 32
+    assert out["dec_keypoints"].shape == (2, 2, 68, 2)
+    sum(criterion(out, _targets(2)).values()).backward()
+    assert model.backbone.conv1.weight.grad.abs().sum() > 0
