@@ -44,6 +44,8 @@ def _targets(batch, K=17, seed=1):
     (dict(dec_layers=3, levels="C5"), 28_322_790),  # Table 1d's level ablation: 28.3 M
     (dict(dec_layers=3, levels="C4-C5"), 28_659_718),  # 28.7 M
     (dict(dec_layers=3, levels="C3-C5"), 28_865_574),  # 28.9 M
+    (dict(backbone="mobilenetv2"), 11_355_800),
+    (dict(backbone="mobilenetv2", dec_layers=12), 19_856_828),
     (dict(backbone="hrnet", backbone_width=32), 38_193_752),
     (dict(backbone="hrnet", backbone_width=48), 74_274_776),
 ])
@@ -284,6 +286,8 @@ def test_invalid_fields_are_named():
             build_model(_tiny_cfg(**{field: value}))
     with pytest.raises(ValueError, match="model.levels must be 'C2-C5' with backbone hrnet"):
         build_model(_tiny_cfg(backbone="hrnet", levels="C5"))
+    with pytest.raises(ValueError, match="model.levels must be 'C2-C5' with backbone mobilenetv2"):
+        build_model(_tiny_cfg(backbone="mobilenetv2", levels="C5"))
     with pytest.raises(ValueError, match="model.d_model must be a multiple of 32"):
         build_model(_tiny_cfg(d_model=48))
 
@@ -436,3 +440,33 @@ def test_hrnet_poseur_trains_a_step():
     assert out["dec_keypoints"].shape == (2, 2, 68, 2)
     sum(criterion(out, _targets(2)).values()).backward()
     assert model.backbone.conv1.weight.grad.abs().sum() > 0
+
+
+def test_mobilenet_v2_levels_and_names():
+    """MobileNetV2 x1.0 (mmcls names): 2,223,872 parameters, outputs of 24 / 32 / 96 / 1280 channels at
+    strides 4 / 8 / 16 / 32."""
+    from posetr.models.common.mobilenet_v2 import MobileNetV2
+
+    net = MobileNetV2()
+    assert _count(net) == 2_223_872
+    features = net(torch.randn(1, 3, 256, 192))
+    assert [tuple(f.shape[1:]) for f in features] == [(24, 64, 48), (32, 32, 24), (96, 16, 12), (1280, 8, 6)]
+    keys = set(net.state_dict())
+    assert {"conv1.conv.weight", "conv1.bn.running_mean", "layer1.0.conv.0.conv.weight", "layer2.0.conv.2.bn.weight",
+            "layer7.0.conv.1.conv.weight", "conv2.conv.weight"} <= keys
+    assert "layer1.0.conv.2.conv.weight" not in keys  # expand ratio 1: no expansion conv
+
+
+def test_mobilenet_v2_loads_an_mmcls_checkpoint(tmp_path):
+    from posetr.models.common.mobilenet_v2 import MobileNetV2, build_mobilenet_v2
+
+    torch.manual_seed(1)
+    source = MobileNetV2().state_dict()
+    state = {f"backbone.{k}": v for k, v in source.items()}
+    state["head.fc.weight"] = torch.zeros(1000, 1280)  # mmcls's classifier: not part of the backbone
+    torch.save({"meta": {"epoch": 300}, "state_dict": state}, tmp_path / "mobilenet_v2.pth")
+    loaded = build_mobilenet_v2(pretrained=str(tmp_path / "mobilenet_v2.pth")).state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in source.items())
+    torch.save({"state_dict": {"backbone.conv1.conv.weight": torch.zeros(1)}}, tmp_path / "bad.pth")
+    with pytest.raises(RuntimeError, match="does not fit MobileNetV2"):
+        build_mobilenet_v2(pretrained=str(tmp_path / "bad.pth"))

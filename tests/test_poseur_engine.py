@@ -18,7 +18,8 @@ from posetr.models import build_model
 from standin_top_down import check_cli_predict, jittered_detections
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPES = ["poseur_r50_coco_256x192", "poseur_hrnet_w32_coco_256x192", "poseur_hrnet_w48_coco_384x288"]
+RECIPES = ["poseur_r50_coco_256x192", "poseur_hrnet_w32_coco_256x192", "poseur_hrnet_w48_coco_384x288",
+           "poseur_mobilenetv2_coco_256x192", "poseur_mobilenetv2_coco_256x192_12dec"]
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -26,12 +27,14 @@ def test_recipe_configs(name):
     """AdamW 1e-3, weight decay 1e-4, sampling offsets x0.1 (everything else, the flows included, at 1e-3),
     500-step linear warm-up from 0.001, x0.1 at epochs 255 and 310 of 325, detections + type2 flip test."""
     cfg = load_config(os.path.join(REPO, "configs", f"{name}.yaml"))
-    assert cfg.model.name == "poseur" and cfg.model.dec_layers == 6 and cfg.model.init == "official"
+    assert cfg.model.name == "poseur" and cfg.model.init == "official"
+    assert cfg.model.dec_layers == (12 if "12dec" in name else 6)
     assert (cfg.train.epochs, cfg.train.lr_milestones, cfg.train.warmup_iters) == (325, [255, 310], 500)
     assert cfg.data.input_size == ([384, 288] if "384x288" in name else [256, 192])
     assert cfg.data.photometric == cfg.data.cutout == ("w48" in name)
     assert not cfg.data.use_gt_bbox and cfg.eval.flip_test and cfg.model.flip_fuse == "type2"
     small = dataclasses.replace(cfg.model, backbone="resnet", backbone_depth=18, backbone_width=8, d_model=32,
+                                levels="C2-C5",
                                 n_heads=4, dim_feedforward=64, dec_layers=1)
     model, criterion, _ = build_model(small)
     optimizer = build_optimizer(model, cfg.train, criterion=criterion)

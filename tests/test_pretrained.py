@@ -118,8 +118,9 @@ def test_every_recipe_says_how_its_backbone_starts(path):
     if small:
         check_backbone_init(cfg.model)
         return
-    with pytest.raises(ValueError, match=r"model\.pretrained_backbone is not set.*resnet(50-0676ba61|18-f37072fd)"
-                                         r".*mmdet/mmpose.*backbone_init: scratch"):
+    files = {"resnet": r"resnet(50-0676ba61|18-f37072fd).*mmdet/mmpose", "hrnet": r"hrnet_w32-36af842e.*mmpose HRNet",
+             "mobilenetv2": r"mobilenet_v2_batch256.*mmpose MobileNetV2"}[getattr(cfg.model, "backbone", "resnet")]
+    with pytest.raises(ValueError, match=rf"model\.pretrained_backbone is not set.*{files}.*backbone_init: scratch"):
         check_backbone_init(cfg.model)
     cfg.model.backbone_init = "scratch"
     check_backbone_init(cfg.model)

@@ -34,8 +34,20 @@ TORCHVISION_RESNET_FILES = {
 }
 
 
+# ImageNet files of the other backbones (Poseur's), by the model config's ``backbone``
+OTHER_BACKBONE_FILES = {
+    "hrnet": "openmmlab's hrnet_w32-36af842e.pth / hrnet_w48-8ef0771d.pth, or an mmpose HRNet checkpoint "
+             "('backbone.' keys)",
+    "mobilenetv2": "mmcls's mobilenet_v2_batch256_imagenet_20200708-3b2dc3af.pth, or an mmpose MobileNetV2 "
+                   "checkpoint ('backbone.' keys)",
+}
+
+
 def expected_weight_files(model_cfg) -> str:
     """Words naming the weights files that fit ``model_cfg``'s backbone (for error messages)."""
+    other = OTHER_BACKBONE_FILES.get(getattr(model_cfg, "backbone", "resnet"))
+    if other is not None:
+        return other
     depth = getattr(model_cfg, "backbone_depth", None)
     torchvision = TORCHVISION_RESNET_FILES.get(depth)
     if torchvision is None:

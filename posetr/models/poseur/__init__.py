@@ -19,8 +19,9 @@ def _check(cfg: PoseurConfig) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ValueError(f"model.{key} must be one of {list(allowed)}, got {value!r}")
-    if cfg.backbone == "hrnet" and cfg.levels != "C2-C5":
-        raise ValueError(f"model.levels must be 'C2-C5' with backbone hrnet (its 4 branches), got {cfg.levels!r}")
+    if cfg.backbone != "resnet" and cfg.levels != "C2-C5":
+        raise ValueError(f"model.levels must be 'C2-C5' with backbone {cfg.backbone} (its 4 outputs), "
+                         f"got {cfg.levels!r}")
     if cfg.d_model % 32 != 0 or cfg.d_model % cfg.n_heads != 0:
         raise ValueError(f"model.d_model must be a multiple of 32 (GroupNorm(32) neck) and of n_heads={cfg.n_heads}, "
                          f"got {cfg.d_model}")

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from posetr.models.common.config import BaseModelConfig
 
-BACKBONES = ("resnet", "hrnet")
+BACKBONES = ("resnet", "hrnet", "mobilenetv2")
 INITS = ("official", "deformable_detr")
 LEVEL_SETS = {"C2-C5": (1, 2, 3, 4), "C3-C5": (2, 3, 4), "C4-C5": (3, 4), "C5": (4,)}  # -> ResNet out_indices
 RLE_NORMALIZATIONS = ("batch", "queries")
@@ -29,7 +29,9 @@ class PoseurConfig(BaseModelConfig):
     # name, ops, dataset, num_keypoints: see BaseModelConfig
     name: str = "poseur"
     # ---- backbone: 4 levels at strides 4, 8, 16, 32 [C] ----
-    backbone: str = "resnet"  # "resnet" (C2-C5) | "hrnet" (the 4 branches of stage 4, multiscale_output=True)
+    # "resnet" (C2-C5) | "hrnet" (the 4 branches of stage 4, multiscale_output=True) | "mobilenetv2" (x1.0,
+    # out_indices (1, 2, 4, 7): 24, 32, 96, 1280 channels)
+    backbone: str = "resnet"
     backbone_depth: int = 50  # ResNet depth: 18 | 34 | 50 (ignored for HRNet)
     # ResNet: stem channels (64 = torchvision; narrower: a tiny model from scratch); HRNet: W (32 or 48)
     backbone_width: int = 64
@@ -37,7 +39,7 @@ class PoseurConfig(BaseModelConfig):
     backbone_init: str = "imagenet"  # "imagenet" (official): training needs pretrained_backbone; "scratch": random
     pretrained_backbone: str | None = None  # torchvision/mmcls ResNet or openmmlab HRNet ImageNet weights (.pth)
     # ResNet levels in the memory [C: C2-C5, strides 4-32; P Table 1d ablates Res5 / Res4-5 / Res3-5 / Res2-5];
-    # the coarse branch always pools the coarsest level. HRNet: C2-C5 only (its 4 branches)
+    # the coarse branch always pools the coarsest level. HRNet and MobileNetV2: C2-C5 only (their 4 outputs)
     levels: str = "C2-C5"
     # ---- neck, memory and transformer [C: ChannelMapper 1x1 conv without bias + GN(32), zero encoder layers] ----
     d_model: int = 256  # C: neck output, queries, EMSDA, FFN input

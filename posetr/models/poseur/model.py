@@ -22,6 +22,7 @@ from posetr.models.common.deformable_decoder import DeformableDecoderLayer
 from posetr.models.common.deformable_encoder import flatten_levels
 from posetr.models.common.hrnet import build_hrnet
 from posetr.models.common.kernels import get_kernels
+from posetr.models.common.mobilenet_v2 import build_mobilenet_v2
 from posetr.models.common.position_encoding import LevelEmbedding, proposal_position_encoding, sine_position_encoding
 from posetr.models.poseur.config import LEVEL_SETS
 from posetr.models.poseur.decoder import PoseurDecoder, emsda_attention
@@ -186,10 +187,12 @@ def _init_branches(model: Poseur) -> None:
 
 
 def build_backbone(cfg):
-    """ResNet (the stages of ``cfg.levels``) or HRNet (4 branches) of ``cfg`` (PoseurConfig), every stage
-    trained (mmpose ``frozen_stages=-1``)."""
+    """ResNet (the stages of ``cfg.levels``), HRNet (4 branches) or MobileNetV2 (4 outputs) of ``cfg``
+    (PoseurConfig), every stage trained (mmpose ``frozen_stages=-1``)."""
     if cfg.backbone == "hrnet":
         return build_hrnet(width=cfg.backbone_width, pretrained=cfg.pretrained_backbone, norm=cfg.backbone_norm)
+    if cfg.backbone == "mobilenetv2":
+        return build_mobilenet_v2(pretrained=cfg.pretrained_backbone, norm=cfg.backbone_norm)
     return build_resnet(depth=cfg.backbone_depth, width=cfg.backbone_width, norm=cfg.backbone_norm,
                         pretrained=cfg.pretrained_backbone, out_indices=LEVEL_SETS[cfg.levels], train_stem=True)
 
