@@ -178,3 +178,33 @@ def test_two_process_gloo_training_averages_the_flows(tmp_path):
     start = build_model(cfg.model)[1].state_dict()
     assert any(not torch.equal(a["criterion"][k], start[k]) for k in start)
     assert "criterion" in read_checkpoint(str(tmp_path / "last.pth"))
+
+
+def test_warmup_ramps_each_step_and_restores_the_scheduled_lr():
+    """train_one_epoch scales every group's lr by the warm-up factor of the run's step count (epoch x steps
+    per epoch + step) and leaves the scheduled lr in place after the epoch."""
+    from posetr.engine.train import train_one_epoch
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD([{"params": [model.weight], "lr": 1.0}, {"params": [model.bias], "lr": 0.1}])
+    seen = []
+
+    class Criterion(torch.nn.Module):
+        weight_dict = {"loss": 1.0}
+
+        def forward(self, outputs, targets):
+            seen.append([g["lr"] for g in optimizer.param_groups])
+            return {"loss": outputs.sum()}
+
+    class Net(torch.nn.Module):
+        def forward(self, images, masks):
+            return model(images)
+
+    batches = [(torch.ones(1, 2), torch.zeros(1), [{}]) for _ in range(3)]
+    for epoch in (0, 1):
+        train_one_epoch(Net(), Criterion(), batches, optimizer, device=torch.device("cpu"), epoch=epoch,
+                        clip_max_norm=0.0, warmup_iters=4, warmup_ratio=0.001)
+        assert [g["lr"] for g in optimizer.param_groups] == [1.0, 0.1]
+    factors = [warmup_factor(i, warmup_iters=4, warmup_ratio=0.001) for i in range(6)]
+    assert factors[4:] == [1.0, 1.0]
+    assert [lr for step in seen for lr in step] == pytest.approx([lr for f in factors for lr in (f, 0.1 * f)])
