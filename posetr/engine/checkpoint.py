@@ -1,6 +1,6 @@
 """Checkpoints: model, optimizer, scheduler, epoch, best AP and the run's config (plain dicts) in one file.
 
-Writing is atomic and durable: a temporary file in the same folder (``.<name>-*.tmp``), fsync, then
+Writing is atomic and durable (:mod:`posetr.files`): a temporary file in the same folder (``.<name>-*.tmp``), fsync, then
 ``os.replace``, so the path always holds either the previous or the new complete checkpoint; the file gets
 the mode a plain ``open`` would give (``0o666 & ~umask``), and temporary files a killed save left behind
 are removed by the next save. Reading never runs code: ``torch.load(weights_only=True)`` accepts tensors,
@@ -8,10 +8,8 @@ plain containers, numbers and strings only, and anything else is refused (:class
 """
 from __future__ import annotations
 
-import glob
 import os
 import pickle
-import tempfile
 import zipfile
 
 import dataclasses
@@ -21,43 +19,10 @@ import torch
 from posetr.config import Config, config_from_dict
 from posetr.engine.distributed import unwrap
 from posetr.errors import CheckpointError
+from posetr.files import write_atomically
 
 _LEGACY_TMP = ".checkpoint-*.tmp"  # the temporary files of posetr versions before last.pth / best.pth
 _SHOWN = 3  # keys named per kind of mismatch
-
-
-def _tmp_prefix(path: str) -> str:
-    return f".{os.path.basename(path)}-"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _remove_stale_tmp(path: str) -> None:
-    """Deletes the temporary files a killed save of ``path`` (or of an older posetr) left in its folder."""
-    folder = os.path.dirname(path)
-    for pattern in (glob.escape(_tmp_prefix(path)) + "*.tmp", _LEGACY_TMP):
-        for stale in glob.glob(os.path.join(glob.escape(folder), pattern)):
-            try:
-                os.remove(stale)
-            except FileNotFoundError:
-                pass
-
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows: folders cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(path: str, *, model, optimizer, scheduler, epoch: int, config: dict,
@@ -83,23 +48,7 @@ def save_checkpoint(path: str, *, model, optimizer, scheduler, epoch: int, confi
     }
     if criterion is not None and unwrap(criterion).state_dict():
         state["criterion"] = unwrap(criterion).state_dict()
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    _remove_stale_tmp(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_tmp_prefix(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp creates 0o600
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(folder)
+    write_atomically(path, lambda f: torch.save(state, f), stale_patterns=(_LEGACY_TMP,))
 
 
 def _unsafe_reason(exc: Exception) -> str:

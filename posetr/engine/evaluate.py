@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 
 import numpy as np
@@ -15,6 +14,7 @@ from pycocotools.cocoeval import COCOeval
 from posetr.engine.crowdpose_eval import crowdpose_keypoint_eval
 from posetr.engine.distributed import all_gather_object, is_main_process
 from posetr.engine.run_records import progress
+from posetr.files import write_json
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
@@ -125,9 +125,6 @@ def score_results(dataset, results: list[dict], *, output_dir: str | None = None
                                               image_ids=dataset.ids)
     print(summary)
     if output_dir is not None:
-        os.makedirs(output_dir, exist_ok=True)
-        with open(os.path.join(output_dir, f"{prefix}results.json"), "w") as f:
-            json.dump(results, f)
-        with open(os.path.join(output_dir, f"{prefix}metrics.json"), "w") as f:
-            json.dump(metrics, f, indent=2)
+        write_json(os.path.join(output_dir, f"{prefix}results.json"), results)
+        write_json(os.path.join(output_dir, f"{prefix}metrics.json"), metrics, indent=2)
     return metrics

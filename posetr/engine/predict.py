@@ -7,7 +7,6 @@ stops it. Each input gets its own PNG, also for inputs with the same base name (
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 
@@ -16,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from posetr.data.collate import collate
 from posetr.data.transforms import build_transforms
+from posetr.files import write_json
 
 # limb / keypoint colours by side (the convention of mmpose's and Detectron2's drawings)
 SIDE_COLOURS = {"left": (0, 200, 80), "right": (255, 140, 0), "centre": (50, 130, 255)}
@@ -150,13 +150,6 @@ def coco_results(entries: list[dict]) -> list[dict]:
     return [{"image_id": entry["image_id"], "category_id": 1, "score": person["score"],
              "keypoints": [v for kp in person["keypoints"] for v in kp]}
             for entry in entries for person in entry.get("people", ())]
-
-
-def write_json(path: str, data) -> None:
-    """``data`` as JSON at ``path`` (its folder created if needed)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(data, f)
 
 
 @torch.no_grad()
