@@ -1,9 +1,9 @@
 """Checkpoints: model, optimizer, scheduler, epoch, best AP and the run's config (plain dicts) in one file.
 
-Writing is atomic and durable (:mod:`posetr.files`): a temporary file in the same folder (``.<name>-*.tmp``), fsync, then
-``os.replace``, so the path always holds either the previous or the new complete checkpoint; the file gets
-the mode a plain ``open`` would give (``0o666 & ~umask``), and temporary files a killed save left behind
-are removed by the next save. Reading never runs code: ``torch.load(weights_only=True)`` accepts tensors,
+Writing is atomic and durable (:func:`posetr.files.write_atomically`: a temporary file in the same folder,
+fsync, then ``os.replace``), so the path always holds either the previous or the new complete checkpoint;
+temporary files a killed save left behind (also the ``.checkpoint-*.tmp`` of older versions) are removed by
+the next save. Reading never runs code: ``torch.load(weights_only=True)`` accepts tensors,
 plain containers, numbers and strings only, and anything else is refused (:class:`CheckpointError`).
 """
 from __future__ import annotations
