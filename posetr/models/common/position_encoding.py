@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -91,3 +92,19 @@ def proposal_position_encoding(points: torch.Tensor, *, num_feats: int = 128,
     angles = points[..., None] * (2 * math.pi) / dim_t  # [..., 2, num_feats]
     embedded = torch.stack((angles[..., 0::2].sin(), angles[..., 1::2].cos()), dim=-1).flatten(-2)
     return embedded.flatten(-2)
+
+
+def level_masks_and_embeddings(srcs: list[torch.Tensor], masks: torch.Tensor, *, position_encoding: nn.Module,
+                               level_embed: LevelEmbedding) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per feature level: the image padding mask resized to the level (nearest) and its positional embedding
+    (``position_encoding`` of that mask plus the level's learned vector), as Deformable DETR builds them.
+
+    Args:
+        srcs (list of Float[B, C, H_l, W_l]): the projected levels. masks (Bool[B, H, W]): True at padding.
+
+    Returns:
+        (level masks, list of Bool[B, H_l, W_l]; embeddings, list of Float[B, C, H_l, W_l] in each level's dtype).
+    """
+    level_masks = [F.interpolate(masks[None].float(), size=s.shape[-2:])[0].bool() for s in srcs]
+    embeddings = [level_embed(position_encoding(m).to(s.dtype), i) for i, (m, s) in enumerate(zip(level_masks, srcs))]
+    return level_masks, embeddings

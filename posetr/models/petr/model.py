@@ -9,13 +9,12 @@ stride-8 heatmap branch in training. Every deformable attention runs on the kern
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from posetr.models.common.backbone import build_resnet
 from posetr.models.common.deformable_encoder import DeformableEncoder, DeformableEncoderLayer, flatten_levels
 from posetr.models.common.kernels import get_kernels
-from posetr.models.common.position_encoding import LevelEmbedding, sine_position_encoding
+from posetr.models.common.position_encoding import LevelEmbedding, level_masks_and_embeddings, sine_position_encoding
 from posetr.models.petr.heatmap import build_heatmap_head
 from posetr.models.petr.joint_decoder import build_joint_decoder
 from posetr.models.petr.pose_decoder import build_pose_decoder
@@ -76,9 +75,8 @@ class PETR(nn.Module):
         srcs = [proj(f) for proj, f in zip(self.input_proj, features)]
         for proj in self.input_proj[len(features):]:
             srcs.append(proj(features[-1] if len(srcs) == len(features) else srcs[-1]))
-        level_masks = [F.interpolate(masks[None].float(), size=s.shape[-2:])[0].bool() for s in srcs]
-        pos = [self.level_embed(self.position_encoding(m).to(s.dtype), i)
-               for i, (m, s) in enumerate(zip(level_masks, srcs))]
+        level_masks, pos = level_masks_and_embeddings(srcs, masks, position_encoding=self.position_encoding,
+                                                      level_embed=self.level_embed)
         return srcs, level_masks, pos
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> dict:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from posetr.models.common.backbone import build_resnet
@@ -23,7 +22,8 @@ from posetr.models.common.deformable_encoder import flatten_levels
 from posetr.models.common.hrnet import build_hrnet
 from posetr.models.common.kernels import get_kernels
 from posetr.models.common.mobilenet_v2 import build_mobilenet_v2
-from posetr.models.common.position_encoding import LevelEmbedding, proposal_position_encoding, sine_position_encoding
+from posetr.models.common.position_encoding import (LevelEmbedding, level_masks_and_embeddings,
+                                                    proposal_position_encoding, sine_position_encoding)
 from posetr.models.poseur.config import LEVEL_SETS
 from posetr.models.poseur.decoder import PoseurDecoder, emsda_attention
 from posetr.models.poseur.noisy_queries import noisy_references
@@ -103,9 +103,8 @@ class Poseur(nn.Module):
         """Memory Float[B, S, C], spatial_shapes Long[L, 2], level_start_index Long[L] and the pooled
         stride-32 neck features Float[B, C]."""
         srcs = self.neck(self.backbone(images))
-        level_masks = [F.interpolate(masks[None].float(), size=s.shape[-2:])[0].bool() for s in srcs]
-        pos_maps = [self.level_embed(self.position_encoding(m).to(s.dtype), i)
-                    for i, (m, s) in enumerate(zip(level_masks, srcs))]
+        level_masks, pos_maps = level_masks_and_embeddings(srcs, masks, position_encoding=self.position_encoding,
+                                                           level_embed=self.level_embed)
         src, _, pos, shapes, starts, _ = flatten_levels(srcs, level_masks, pos_maps)
         return src + pos, shapes, starts, srcs[-1].mean(dim=(2, 3))
 

@@ -13,14 +13,13 @@ encoder (``DetrTransformerEncoder_zero_layer``), the code TFPose's NE = 0 ablati
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from posetr.models.common.backbone import build_resnet
 from posetr.models.common.deformable_decoder import DeformableDecoderLayer
 from posetr.models.common.deformable_encoder import DeformableEncoder, DeformableEncoderLayer, flatten_levels
 from posetr.models.common.kernels import get_kernels
-from posetr.models.common.position_encoding import LevelEmbedding, sine_position_encoding
+from posetr.models.common.position_encoding import LevelEmbedding, level_masks_and_embeddings, sine_position_encoding
 from posetr.models.tfpose.config import LEVEL_SETS
 from posetr.models.tfpose.decoder import KeypointDecoder
 from posetr.models.tfpose.heatmap import DeconvHeatmapHead
@@ -74,9 +73,8 @@ class TFPose(nn.Module):
             padding_mask Bool[B, n].
         """
         srcs = [proj(f) for proj, f in zip(self.input_proj, self.backbone(images))]
-        level_masks = [F.interpolate(masks[None].float(), size=s.shape[-2:])[0].bool() for s in srcs]
-        pos_maps = [self.level_embed(self.position_encoding(m).to(s.dtype), i)
-                    for i, (m, s) in enumerate(zip(level_masks, srcs))]
+        level_masks, pos_maps = level_masks_and_embeddings(srcs, masks, position_encoding=self.position_encoding,
+                                                           level_embed=self.level_embed)
         src, mask, pos, shapes, starts, ratios = flatten_levels(srcs, level_masks, pos_maps)
         memory = self.encoder(src, pos, shapes, starts, ratios, mask) if len(self.encoder.layers) else src + pos
         return memory, shapes, starts, ratios, mask
