@@ -94,3 +94,19 @@ def keypoint_info(dataset: str) -> KeypointInfo:
         raise ValueError(
             f"keypoint_info: dataset must be one of {sorted(_DATASETS)}, got {dataset!r}"
         ) from None
+
+
+def mirror_keypoints(keypoints, flip_index, *, mirror_sum: float):
+    """Keypoints seen in a horizontally mirrored view, in the original view: joints permuted by
+    ``flip_index`` (:meth:`KeypointInfo.flip_index`, over dim -2) and x -> ``mirror_sum`` - x (image pixels:
+    the width; normalised crop coordinates: 1 or (W - 1) / W). Other channels (y, scores) are kept.
+
+    Args:
+        keypoints (Tensor[..., K, C], C >= 1): x first.
+
+    Returns:
+        a new Tensor of the same shape; mirroring twice is the identity.
+    """
+    out = keypoints[..., list(flip_index), :].clone()
+    out[..., 0] = mirror_sum - out[..., 0]
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from posetr.data.keypoints import mirror_keypoints
 from posetr.data.transforms import ToTensorNormalize, hflip, resize
 from posetr.engine.distributed import all_gather_object, get_rank, is_main_process
 from posetr.engine.evaluate import score_results, to_coco_results
@@ -16,9 +17,7 @@ from posetr.engine.evaluate import score_results, to_coco_results
 def unflip_keypoints(keypoints: torch.Tensor, *, width: float, flip_index) -> torch.Tensor:
     """Keypoints Float[D, K, C] found on the mirrored image -> the original image (x -> width - x,
     joints permuted by ``flip_index``); applying it twice is the identity."""
-    out = keypoints[:, list(flip_index)].clone()
-    out[..., 0] = width - out[..., 0]
-    return out
+    return mirror_keypoints(keypoints, flip_index, mirror_sum=width)
 
 
 def soft_nms(boxes: np.ndarray, scores: np.ndarray, *, iou_threshold: float = 0.5, sigma: float = 0.5,

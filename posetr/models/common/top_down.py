@@ -1,7 +1,10 @@
-"""Helpers the top-down models share (TFPose, Poseur): the flip test's un-flip of crop-normalised keypoints."""
+"""Helpers the top-down models share (TFPose, Poseur): the flip test's un-flip of crop-normalised keypoints,
+crop coordinates back to image pixels, and the stacked targets of the top-down contract."""
 from __future__ import annotations
 
 import torch
+
+from posetr.data.keypoints import mirror_keypoints
 
 FLIP_CONVENTIONS = ("pixel", "unit")
 
@@ -25,10 +28,7 @@ def unflip_keypoints(keypoints: torch.Tensor, flip_index, *, width: int, convent
     """
     if convention not in FLIP_CONVENTIONS:
         raise ValueError(f"flip convention must be one of {list(FLIP_CONVENTIONS)}, got {convention!r}")
-    shift = (width - 1) / width if convention == "pixel" else 1.0
-    out = keypoints[:, flip_index].clone()
-    out[..., 0] = shift - out[..., 0]
-    return out
+    return mirror_keypoints(keypoints, flip_index, mirror_sum=(width - 1) / width if convention == "pixel" else 1.0)
 
 
 def keypoints_to_image(keypoints: torch.Tensor, targets: list[dict]) -> torch.Tensor:
