@@ -45,10 +45,9 @@ def rle_loss(flow: RealNVP, mu: torch.Tensor, sigma: torch.Tensor, target: torch
     log_phi = flow.log_prob((error / sigma).reshape(-1, 2)).view(B, Q, 1)
     nf = (torch.log(sigma) - log_phi) * weight
     q = (torch.log(sigma) + _LOG_SQRT_2PI + error.abs() / (math.sqrt(2) * sigma + 1e-9)) * weight
-    loss = (nf + q).sum()
-    if weight.sum() > 0:
-        return loss / (B if normalize == "batch" else B * Q)
-    return loss
+    count = float(B if normalize == "batch" else B * Q)
+    # no host sync on the hot path: divide by 1 when every weight is 0
+    return (nf + q).sum() / torch.where(weight.sum() > 0, weight.new_tensor(count), weight.new_tensor(1.0))
 
 
 class PoseurCriterion(nn.Module):

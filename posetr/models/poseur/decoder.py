@@ -65,11 +65,10 @@ class PoseurDecoder(nn.Module):
                                             for _ in range(num_layers))
 
     def forward(self, query, query_pos, reference, memory, spatial_shapes, level_start_index):
-        num_levels = spatial_shapes.shape[0]
         mus, sigmas = [], []
         for l, layer in enumerate(self.layers):
-            level_reference = reference[:, :, None].expand(-1, -1, num_levels, -1)  # valid ratios are 1
-            query = layer(query, query_pos, level_reference, memory, spatial_shapes, level_start_index, None)
+            # one reference for every level (valid ratios are 1): EMSDeformAttn takes [B, Q, 2]
+            query = layer(query, query_pos, reference, memory, spatial_shapes, level_start_index, None)
             state = query.flatten(1, 2)  # [B, G K, C]
             reference = (self.coord_branches[l](state) + inverse_sigmoid(reference)).sigmoid()
             mus.append(reference + self.coord_output_branches[l](state))

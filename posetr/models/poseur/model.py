@@ -132,6 +132,14 @@ class Poseur(nn.Module):
                 "input_size": tuple(images.shape[-2:])}
 
 
+def _xavier_matrices(modules) -> None:
+    """Xavier-uniform (gain 1) on every >= 2-D parameter of ``modules`` (``PoseurTransformer.init_weights``)."""
+    for module in modules:
+        for p in module.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+
 def _uniform_xavier_(tensor: torch.Tensor, *, fan_in: int, fan_out: int) -> None:
     bound = math.sqrt(6.0 / (fan_in + fan_out))
     nn.init.uniform_(tensor, -bound, bound)
@@ -145,11 +153,7 @@ def init_official(model: Poseur) -> None:
     a (M C, C / M) table and an (M, C / M) bias table, gets Xavier bounds of those shapes; the level
     embedding is N(0, 1). Then the head's coordinate and output branches get Xavier gain 0.01 on their
     Linear weights, the sigma branches' last Linear gain 0.01 (the others PyTorch's default)."""
-    transformer = [model.query_proj, model.query_pos, model.fc_coord, model.fc_sigma, *model.decoder.layers]
-    for module in transformer:
-        for p in module.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+    _xavier_matrices([model.query_proj, model.query_pos, model.fc_coord, model.fc_sigma, *model.decoder.layers])
     for m in model.decoder.layers.modules():
         if isinstance(m, EMSDeformAttn):
             heads, channels = m.num_heads, m.embed_dims
@@ -164,10 +168,7 @@ def init_deformable_detr(model: Poseur) -> None:
     parameters except EMSDA, which keeps Deformable DETR's (zero offset and attention weights, Xavier
     projections, zero biases); the coarse linears at gain 0.01 (``Linear_with_norm``'s own init); the branches
     as :func:`init_official`."""
-    for module in [model.query_proj, model.query_pos, *model.decoder.layers]:
-        for p in module.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+    _xavier_matrices([model.query_proj, model.query_pos, *model.decoder.layers])
     for m in model.decoder.layers.modules():
         if isinstance(m, EMSDeformAttn):
             m.init_weights()
