@@ -191,19 +191,12 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message} (--debug shows the traceback)"
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("posetr")
-    except PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
-        return "unknown (not installed)"
-
-
 def main(argv=None):
+    from posetr import __version__
+
     parser = argparse.ArgumentParser(prog="posetr", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
-    parser.add_argument("--version", action="version", version=f"posetr {_version()}")
+    parser.add_argument("--version", action="version", version=f"posetr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_arguments, _) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text)
